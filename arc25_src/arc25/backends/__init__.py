@@ -1,0 +1,1 @@
+"""Model backends behind one interface (`arc25.backends.base.Backend`)."""

@@ -1,0 +1,200 @@
+"""One config tree for the whole pipeline.
+
+Defaults are the Kaggle settings (4 x L4, 240 tasks, 12 h). A TOML file overrides
+any subset (`[section] key = value`), then CLI `--set section.key=value` overrides
+that. Later features add fields here instead of scattering constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arc25.errors import UserError
+
+
+class ConfigError(UserError):
+    """A config file or override that does not fit the config tree."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = "/kaggle/input/barc-llama-3.1-arc-potpourri-induction-8b"
+    backend: str = "hf"  # hf | vllm | unsloth | scripted
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    device: str = "auto"  # auto: cuda if available, else cpu
+    max_seq_len: int = 8192
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class SamplingConfig:
+    n_per_prompt: int = 8
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_tokens: int = 1024
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    keep_black_p: float = 0.9
+    shuffle_train: bool = True
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 32
+    alpha: int = 64
+    dropout: float = 0.0
+    use_rslora: bool = True  # rsLoRA, not DoRA: DoRA adapters are not servable by vLLM
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class TrainingConfig:
+    learning_rate: float = 1e-4
+    warmup_steps: int = 2
+    max_grad_norm: float = 1.0
+    batch_size: int = 1
+    gradient_checkpointing: bool = True
+    weight_decay: float = 0.0
+    passes_per_epoch: int = 1  # passes over the epoch's new samples
+    max_samples_per_epoch: int = 16  # K: best relabeled samples kept per epoch
+
+
+@dataclass
+class SearchConfig:
+    predictions_per_epoch: int = 64
+    max_epochs: int = 8
+    max_predictions: int = 512
+    learn: bool = True  # False: pure sampling, the baseline
+    # Stop when this many distinct test outputs come from train-perfect programs...
+    stop_distinct_outputs: int = 2
+    # ...or when this many train-perfect programs agree on one test output.
+    stop_agreeing_programs: int = 8
+
+
+@dataclass
+class ExecutionConfig:
+    timeout_s: float = 2.0
+    memory_mb: int = 1024
+    workers: int = 0  # 0: the cores this process may use (split between GPU workers by `run`)
+
+
+@dataclass
+class RunConfig:
+    time_limit_s: float = 12 * 3600.0
+    reserve_s: float = 20 * 60.0  # merging, notebook start-up and Kaggle's runtime jitter
+    per_task_cap_s: float = 30 * 60.0
+    # longest_first: big tasks start early so no worker is left with one at the end
+    task_order: str = "longest_first"
+    max_attempts_per_task: int = 2  # a task that crashed this often gets the fallback
+    heartbeat_s: float = 10.0
+    stale_after_s: float = 120.0
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert a TOML or CLI value to the field's declared type."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item, where) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            converted = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and value != converted:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return converted
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {annotation!r}")
+
+
+def _apply(obj: Any, values: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a table")
+            _apply(current, value, f"{where}.{key}")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def parse_override(text: str) -> tuple[list[str], str]:
+    """`search.max_epochs=4` -> (['search', 'max_epochs'], '4')."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), value.strip()
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Kaggle defaults, then the TOML file at `path`, then `section.key=value` overrides."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        _apply(config, values, str(path))
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        _apply(config, nested, f"--set {text}")
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output (e.g. passed to a worker process)."""
+    config = Config()
+    _apply(config, values, "config")
+    return config

@@ -1,0 +1,1 @@
+"""The BARC DSL (`common`) that generated programs import with `from common import *`."""
