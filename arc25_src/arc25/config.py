@@ -198,3 +198,14 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     config = Config()
     _apply(config, values, "config")
     return config
+
+
+def add_config_arguments(parser: Any) -> None:
+    """`--config F` and repeatable `--set section.key=value`, for every command that runs the pipeline."""
+    parser.add_argument("--config", metavar="F", help="TOML file overriding the Kaggle defaults")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override one setting, e.g. --set search.max_epochs=4 (repeatable)")
+
+
+def config_from_args(args: Any) -> Config:
+    return load_config(args.config, args.overrides)

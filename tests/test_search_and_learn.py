@@ -1,0 +1,221 @@
+"""The search-and-learn loop driven end to end on real ARC tasks.
+
+The model is replaced by `ScriptedBackend` (a test double: it plays back known
+programs), everything else is real: prompts, the sandboxed executor, relabeling,
+attempt selection and result files.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from arc25.attempts import select_attempts
+from arc25.backends.scripted import ScriptedBackend
+from arc25.config import Config
+from arc25.execution import Executor
+from arc25.grid import grid_to_json
+from arc25.io import read_jsonl
+from arc25.prediction import Prediction
+from arc25.prompts import ANSWER_PREFIX, PromptSpec, render_grid
+from arc25.search_and_learn import ADAPTER_SLOT, TaskSolver, solve_tasks
+from arc25.tasks import load_tasks
+from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
+
+
+def answer(body: str) -> str:
+    return f"{ANSWER_PREFIX}```python\nfrom common import *\n\nimport numpy as np\n\ndef transform(input_grid):\n{body}\n```"
+
+
+RIGHT = answer("    return np.rot90(input_grid, 2)")  # task 3c9b0459 is a half turn
+RIGHT_LONGER = answer("    grid = np.flipud(input_grid)\n    grid = np.fliplr(grid)\n    return grid")
+IDENTITY = answer("    return input_grid")
+MIRROR = answer("    return np.fliplr(input_grid)")
+HANG = answer("    while True:\n        pass")
+CRASH = answer("    return input_grid[100]")
+NO_CODE = "I think the answer is to rotate the grid."
+SYNTAX = answer("    return (")
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with Executor(workers=2, timeout_s=0.5, memory_mb=512) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return load_tasks(TRAIN_2025, TRAIN_2025_SOLUTIONS)
+
+
+def config(**search) -> Config:
+    c = Config(seed=1)
+    c.sampling.n_per_prompt = 4
+    c.search.predictions_per_epoch = 8
+    c.search.max_predictions = 64
+    c.search.max_epochs = 4
+    c.training.max_samples_per_epoch = 2
+    for key, value in search.items():
+        setattr(c.search, key, value)
+    return c
+
+
+def solver(task, completions, cfg, tmp_path=None, budget_s=60.0):
+    backend = ScriptedBackend(completions)
+    backend.create_adapter("a")
+    return TaskSolver(task, backend, executor_ref[0], cfg, budget_s, tmp_path, adapter="a"), backend
+
+
+executor_ref = []
+
+
+@pytest.fixture(autouse=True)
+def _executor_ref(executor):
+    executor_ref[:] = [executor]
+
+
+def test_wrong_programs_are_relabeled_deduplicated_and_ranked(tasks, tmp_path):
+    task = tasks["3c9b0459"]
+    completions = [IDENTITY, MIRROR, HANG, CRASH, NO_CODE, SYNTAX, IDENTITY, MIRROR]
+    s, backend = solver(task, completions, config(max_epochs=3), tmp_path)
+    result = s.run()
+
+    # nothing is right: all three epochs ran, each search on a fresh set of prompts
+    assert result["stop_reason"] == "max_epochs" and len(result["epochs"]) == 3
+    assert result["predictions"] == 24 and not result["train_pass_at_n"] and not result["pass_at_n"]
+    # the first search uses the base model, later ones the task's adapter, reset before first use
+    assert [call[2] for call in backend.generate_calls] == [None, "a", "a"]
+    assert backend.resets == ["a"]
+
+    errors = [p.error for p in s.state.predictions[:8]]
+    assert errors == [None, None, "timeout", "exception", "no_code", "syntax_error", None, None]
+
+    # epoch 0: two distinct output sets (identity, mirror), duplicates dropped, best first
+    adapter, samples = backend.train_calls[0]
+    assert adapter == "a" and len(samples) == 2
+    # a mirror under another augmentation is another transform of the original grids (a new
+    # sample), the identity is the same one: no output set is ever trained on twice
+    trained = [smp for _, call in backend.train_calls for smp in call]
+    assert len(trained) == len(s.relabeler.trained) == len({str(smp.messages) for smp in trained})
+    assert sum(smp.answer == IDENTITY for smp in trained) == 1
+    first = s.state.predictions[0]
+    epoch0 = [p for p in s.state.predictions[:8] if p.valid_outputs]
+    distinct = {}
+    for p in epoch0:
+        distinct.setdefault(p.outputs_key(), p)  # identity twice: one output set
+    assert len(epoch0) == 4 and len(distinct) == 3
+    ranked = sorted(distinct.values(), key=lambda p: (-p.correct_grids, -p.pixel_similarity, p.index))
+    assert ranked[0].correct_grids >= ranked[1].correct_grids >= ranked[2].correct_grids
+    assert [smp.answer for smp in samples] == [p.completion for p in ranked[:2]]
+    # the relabeled prompt shows the program's own outputs, under the augmentation it was sampled with
+    identity_sample = next(smp for smp in trained if smp.answer == IDENTITY)  # from prediction 0, the earliest
+    shown = first.prompt.augmentation.apply(task.train[0].input)
+    assert f"Input:\n{render_grid(shown)}\n\nOutput:\n{render_grid(shown)}\n\n\n" in identity_sample.messages[1]["content"]
+    assert [e["train_samples"] for e in result["epochs"][:2]] == [len(call) for _, call in backend.train_calls]
+
+    # files: the result (atomic JSON) and every prediction
+    on_disk = json.loads((tmp_path / task.task_id / "result.json").read_text())
+    assert on_disk["status"] == "done" and on_disk["attempts"] == result["attempts"]
+    rows = list(read_jsonl(tmp_path / task.task_id / "predictions.jsonl.gz"))
+    assert len(rows) == 24 and rows[2]["error"] == "timeout"
+    assert PromptSpec.from_dict(rows[0]["prompt"]) == first.prompt
+    assert set(result["timings"]) == {"generate", "execute", "relabel", "train", "reset", "other"}
+
+
+def test_stops_when_programs_agree_and_selects_the_right_attempt(tasks):
+    task = tasks["3c9b0459"]
+    cfg = config(stop_agreeing_programs=3, stop_distinct_outputs=2)
+    s, backend = solver(task, [IDENTITY, RIGHT, RIGHT_LONGER, MIRROR, RIGHT, IDENTITY, NO_CODE, RIGHT], cfg)
+    result = s.run()
+    assert result["stop_reason"] == "solved" and len(result["epochs"]) == 1 and backend.train_calls == []
+    assert result["pass_at_n"] and result["train_pass_at_n"]
+    (attempt_1, attempt_2), = result["attempts"]
+    assert attempt_1 == grid_to_json(task.test_outputs[0])
+    assert attempt_2 != attempt_1
+
+
+def test_two_distinct_train_perfect_outputs_stop(tasks):
+    task = tasks["3c9b0459"]
+    # right on every train pair, but only the test input has two colours of equal count
+    # (invariant under augmentation), where it changes one cell: a second, distinct answer
+    odd = answer("    out = np.rot90(input_grid, 2).copy()\n"
+                 "    counts = np.unique(input_grid, return_counts=True)[1]\n"
+                 "    if len(counts) != len(set(counts)):\n"
+                 "        out[0, 0] = (out[0, 0] + 1) % 10\n"
+                 "    return out")
+    s, backend = solver(task, [RIGHT, odd], config(stop_agreeing_programs=99, stop_distinct_outputs=2))
+    result = s.run()
+    assert result["stop_reason"] == "solved" and len(result["epochs"]) == 1
+    (a1, a2), = result["attempts"]
+    assert grid_to_json(task.test_outputs[0]) in (a1, a2) and a1 != a2
+
+
+def test_pure_sampling_never_trains(tasks):
+    task = tasks["3c9b0459"]
+    s, backend = solver(task, [IDENTITY, MIRROR], config(learn=False, max_epochs=3))
+    result = s.run()
+    assert len(result["epochs"]) == 3 and backend.train_calls == [] and backend.resets == []
+    assert all(call[2] is None for call in backend.generate_calls)
+
+
+def test_budget_stops_before_an_epoch_that_cannot_finish(tasks):
+    task = tasks["3c9b0459"]
+    t = [0.0]
+
+    def clock():
+        t[0] += 1.0  # every look at the clock costs a second
+        return t[0]
+
+    backend = ScriptedBackend([IDENTITY])
+    backend.create_adapter("a")
+    s = TaskSolver(task, backend, executor_ref[0], config(max_epochs=50), 10.0, adapter="a", clock=clock)
+    result = s.run()
+    assert result["stop_reason"] == "budget" and len(result["epochs"]) < 50
+
+
+def test_same_seed_same_predictions(tasks):
+    task = tasks["3c9b0459"]
+    runs = []
+    for _ in range(2):
+        s, _ = solver(task, [IDENTITY, MIRROR, RIGHT_LONGER], config(max_epochs=2, stop_agreeing_programs=99))
+        s.run()
+        runs.append([(p.prompt, p.completion, p.outputs_key()) for p in s.state.predictions])
+    assert runs[0] == runs[1]
+
+
+def test_solve_tasks_reuses_one_adapter_slot(tasks, tmp_path):
+    backend = ScriptedBackend([IDENTITY, MIRROR, RIGHT])
+    chosen = [tasks["3c9b0459"], tasks["6150a2bd"]]
+    results = solve_tasks(chosen, backend, executor_ref[0], config(max_epochs=2, stop_agreeing_programs=99), 60.0, tmp_path)
+    assert [r["task_id"] for r in results] == ["3c9b0459", "6150a2bd"]
+    assert list(backend.adapters) == [ADAPTER_SLOT] and backend.resets == [ADAPTER_SLOT, ADAPTER_SLOT]
+    assert all((tmp_path / t.task_id / "result.json").exists() for t in chosen)
+
+
+# -- attempt selection, on hand-made predictions -------------------------------------------
+def pred(index, test_output, correct, code="x", task_id="t"):
+    p = Prediction(task_id, 0, index, PromptSpec(), "", code)
+    p.train_outputs, p.test_outputs = [np.zeros((1, 1), int)], [np.array(test_output)]
+    p.correct_grids = correct
+    return p
+
+
+def test_attempts_rank_by_level_then_votes_then_shorter_code(tasks):
+    task = tasks["3c9b0459"]
+    preds = [pred(0, [[1]], 1.0, "long code"), pred(1, [[2]], 1.0, "short"), pred(2, [[3]], 1.0),
+             pred(3, [[3]], 1.0), pred(4, [[4]], 0.5), pred(5, [[4]], 0.5), pred(6, [[4]], 0.5)]
+    (a1, a2), = select_attempts(task, preds)
+    assert a1.tolist() == [[3]]  # two votes at the top level
+    assert a2.tolist() == [[2]]  # one vote each: the shorter program wins
+    (a1, a2), = select_attempts(task, preds[:1] + preds[4:])
+    assert a1.tolist() == [[1]] and a2.tolist() == [[4]]  # second attempt from the next level
+
+
+def test_attempts_fall_back_when_nothing_ran(tasks):
+    task = tasks["3c9b0459"]
+    (a1, a2), = select_attempts(task, [])
+    assert np.array_equal(a1, task.test_inputs[0]) and a2.tolist() == [[0]]
+    broken = pred(0, [[1]], 0.0)
+    broken.test_outputs = [None]
+    (a1, a2), = select_attempts(task, [broken, pred(1, [[5]], 0.0)])
+    assert a1.tolist() == [[5]] and np.array_equal(a2, task.test_inputs[0])
