@@ -13,9 +13,10 @@ import pytest
 from arc25.attempts import select_attempts
 from arc25.backends.scripted import ScriptedBackend
 from arc25.config import Config
-from arc25.execution import Executor
+from arc25.execution import Executor, TaskExecution
 from arc25.grid import grid_to_json
 from arc25.io import read_jsonl
+from arc25.metrics import PredictionMetrics
 from arc25.prediction import Prediction
 from arc25.prompts import ANSWER_PREFIX, PromptSpec, render_grid
 from arc25.search_and_learn import ADAPTER_SLOT, TaskSolver, solve_tasks
@@ -117,7 +118,7 @@ def test_wrong_programs_are_relabeled_deduplicated_and_ranked(tasks, tmp_path):
     on_disk = json.loads((tmp_path / task.task_id / "result.json").read_text())
     assert on_disk["status"] == "done" and on_disk["attempts"] == result["attempts"]
     rows = list(read_jsonl(tmp_path / task.task_id / "predictions.jsonl.gz"))
-    assert len(rows) == 24 and rows[2]["error"] == "timeout"
+    assert len(rows) == 24 and rows[2]["kind"] == "timeout" and "0.5 s" in rows[2]["error_message"]
     assert PromptSpec.from_dict(rows[0]["prompt"]) == first.prompt
     assert set(result["timings"]) == {"generate", "execute", "relabel", "train", "reset", "other"}
 
@@ -194,10 +195,11 @@ def test_solve_tasks_reuses_one_adapter_slot(tasks, tmp_path):
 
 # -- attempt selection, on hand-made predictions -------------------------------------------
 def pred(index, test_output, correct, code="x", task_id="t"):
-    p = Prediction(task_id, 0, index, PromptSpec(), "", code)
-    p.train_outputs, p.test_outputs = [np.zeros((1, 1), int)], [np.array(test_output)]
-    p.correct_grids = correct
-    return p
+    test = [None if test_output is None else np.array(test_output)]
+    ex = TaskExecution([np.zeros((1, 1), int)], test, [None], [None])
+    valid = test_output is not None
+    metrics = PredictionMetrics(task_id, True, valid, correct, correct, correct == 1.0, None)
+    return Prediction(task_id, 0, index, PromptSpec(), "", code, ex, metrics)
 
 
 def test_attempts_rank_by_level_then_votes_then_shorter_code(tasks):
@@ -215,7 +217,6 @@ def test_attempts_fall_back_when_nothing_ran(tasks):
     task = tasks["3c9b0459"]
     (a1, a2), = select_attempts(task, [])
     assert np.array_equal(a1, task.test_inputs[0]) and a2.tolist() == [[0]]
-    broken = pred(0, [[1]], 0.0)
-    broken.test_outputs = [None]
+    broken = pred(0, None, 0.0)
     (a1, a2), = select_attempts(task, [broken, pred(1, [[5]], 0.0)])
     assert a1.tolist() == [[5]] and np.array_equal(a2, task.test_inputs[0])

@@ -1,17 +1,19 @@
-"""One prediction: a completion, the program in it, and what that program did on the task.
+"""One prediction: a completion, the program in it, what that program did on the task, its scores.
 
-Outputs are stored in the original task's orientation and colours (already mapped back
-through the inverse augmentation), train outputs first, then test outputs.
+Outputs are in the original task's frame (already mapped back through the inverse
+augmentation the program was sampled under).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from arc25.grid import fingerprint, grid_to_json
+from arc25.execution import TaskExecution
+from arc25.grid import grid_to_json
+from arc25.metrics import PredictionMetrics
 from arc25.prompts import PromptSpec
 
 
@@ -19,48 +21,61 @@ from arc25.prompts import PromptSpec
 class Prediction:
     task_id: str
     epoch: int
-    index: int  # position within the task's predictions, for stable ordering
+    index: int  # position within the task's predictions: stable ordering and tie-breaks
     prompt: PromptSpec
     completion: str
     code: str | None
-    train_outputs: list[np.ndarray | None] = field(default_factory=list)
-    test_outputs: list[np.ndarray | None] = field(default_factory=list)
-    error: str | None = None  # program-level error kind from the executor
-    error_message: str | None = None
-    correct_grids: float = 0.0  # fraction of train grids exactly right
-    pixel_similarity: float = 0.0
-    test_correct: list[bool] | None = None  # per test input, when solutions are known
+    execution: TaskExecution
+    metrics: PredictionMetrics
+
+    @property
+    def train_outputs(self) -> list[np.ndarray | None]:
+        return self.execution.train_outputs
+
+    @property
+    def test_outputs(self) -> list[np.ndarray | None]:
+        return self.execution.test_outputs
+
+    @property
+    def error(self) -> str | None:
+        return self.metrics.kind
 
     @property
     def valid_code(self) -> bool:
-        return self.code is not None and self.error not in ("syntax_error", "no_transform")
+        return self.metrics.valid_code
 
     @property
     def valid_outputs(self) -> bool:
-        outputs = self.train_outputs + self.test_outputs
-        return bool(outputs) and all(o is not None for o in outputs)
+        return self.metrics.valid_outputs
+
+    @property
+    def correct_grids(self) -> float:
+        return self.metrics.correct_grids
+
+    @property
+    def pixel_similarity(self) -> float:
+        return self.metrics.pixel_similarity
 
     @property
     def train_pass(self) -> bool:
-        return self.valid_outputs and self.correct_grids == 1.0
+        return self.metrics.train_pass
 
     @property
     def test_pass(self) -> bool | None:
-        return None if self.test_correct is None else all(self.test_correct)
+        return self.metrics.test_pass
 
-    def outputs_key(self) -> str:
-        """Fingerprint of all outputs: one training sample per distinct output set."""
-        return "|".join("-" if o is None else fingerprint(o) for o in self.train_outputs + self.test_outputs)
+    def outputs_key(self) -> str | None:
+        """Fingerprint of all outputs (None unless all are valid): one training sample per output set."""
+        return self.metrics.outputs_key
 
     def to_dict(self) -> dict[str, Any]:
         def grids(gs: list[np.ndarray | None]) -> list[Any]:
             return [None if g is None else grid_to_json(g) for g in gs]
 
         return {
-            "task_id": self.task_id, "epoch": self.epoch, "index": self.index, "prompt": self.prompt.to_dict(),
-            "completion": self.completion, "code": self.code, "error": self.error, "error_message": self.error_message,
+            "epoch": self.epoch, "index": self.index, "prompt": self.prompt.to_dict(),
+            "completion": self.completion, "code": self.code,
+            **self.metrics.to_dict(), "error_message": self.execution.error,
+            "duration_s": round(self.execution.duration_s, 4),
             "train_outputs": grids(self.train_outputs), "test_outputs": grids(self.test_outputs),
-            "valid_code": self.valid_code, "valid_outputs": self.valid_outputs,
-            "correct_grids": self.correct_grids, "pixel_similarity": self.pixel_similarity,
-            "train_pass": self.train_pass, "test_pass": self.test_pass,
         }

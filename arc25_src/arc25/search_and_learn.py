@@ -28,9 +28,10 @@ from arc25.attempts import select_attempts
 from arc25.augment import Augmentation
 from arc25.backends.base import Backend, SamplingParams, Timings
 from arc25.config import Config
-from arc25.execution import Executor
+from arc25.execution import Executor, execute_on_tasks
 from arc25.grid import fingerprint, grid_to_json
 from arc25.io import append_jsonl_gz, atomic_write_json
+from arc25.metrics import score_prediction
 from arc25.prediction import Prediction
 from arc25.prompts import PromptSpec, build_messages, extract_code
 from arc25.relabel import Relabeler
@@ -71,22 +72,6 @@ class SolverState:
 def derive_seed(*parts: Any) -> int:
     """A stable 31-bit seed from the run seed, task id, epoch...: same inputs, same predictions."""
     return zlib.crc32(":".join(map(str, parts)).encode()) & 0x7FFFFFFF
-
-
-def score(prediction: Prediction, task: Task) -> None:
-    """Fill correct_grids, pixel_similarity and test_correct from the task's known outputs."""
-    matches, pixels = [], []
-    for out, ex in zip(prediction.train_outputs, task.train):
-        same_shape = out is not None and out.shape == ex.output.shape
-        matches.append(same_shape and bool(np.array_equal(out, ex.output)))
-        pixels.append(float(np.mean(out == ex.output)) if same_shape else 0.0)
-    prediction.correct_grids = float(np.mean(matches)) if matches else 0.0
-    prediction.pixel_similarity = float(np.mean(pixels)) if pixels else 0.0
-    if task.test_outputs is not None:
-        prediction.test_correct = [
-            out is not None and out.shape == truth.shape and bool(np.array_equal(out, truth))
-            for out, truth in zip(prediction.test_outputs, task.test_outputs)
-        ]
 
 
 class TaskSolver:
@@ -187,29 +172,12 @@ class TaskSolver:
 
     def _execute(self, specs: list[PromptSpec], completions: list[list[str]]) -> list[Prediction]:
         task, first = self.task, len(self.state.predictions)
-        predictions, programs, runnable = [], [], []
-        for spec, texts in zip(specs, completions):
-            inputs = [spec.augmentation.apply(ex.input) for ex in task.train]
-            inputs += [spec.augmentation.apply(g) for g in task.test_inputs]
-            for text in texts:
-                code = extract_code(text)
-                p = Prediction(task.task_id, self.state.epoch, first + len(predictions), spec, text, code)
-                p.error = None if code else "no_code"
-                predictions.append(p)
-                if code:
-                    programs.append((code, inputs))
-                    runnable.append(p)
-        for p, result in zip(runnable, self.executor.run(programs)):
-            outputs = [None if o is None else p.prompt.augmentation.invert(o) for o in result.outputs]
-            p.train_outputs, p.test_outputs = outputs[: len(task.train)], outputs[len(task.train) :]
-            p.error = None if result.kind is None else str(result.kind)
-            p.error_message = result.error
-        for p in predictions:
-            if not p.code:
-                p.train_outputs = [None] * len(task.train)
-                p.test_outputs = [None] * len(task.test_inputs)
-            score(p, task)
-        return predictions
+        drafts = [(spec, text, extract_code(text)) for spec, texts in zip(specs, completions) for text in texts]
+        executions = execute_on_tasks(self.executor, [(code, task, spec.augmentation) for spec, _, code in drafts])
+        return [
+            Prediction(task.task_id, self.state.epoch, first + i, spec, text, code, ex, score_prediction(task, ex))
+            for i, ((spec, text, code), ex) in enumerate(zip(drafts, executions))
+        ]
 
     def _epoch_record(self, new: list[Prediction], search_s: float) -> EpochRecord:
         known = self.task.test_outputs is not None

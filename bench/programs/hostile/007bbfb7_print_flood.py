@@ -1,0 +1,3 @@
+def transform(input_grid):
+    while True:
+        print("spam" * 1000)

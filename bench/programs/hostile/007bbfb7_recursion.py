@@ -1,0 +1,2 @@
+def transform(input_grid):
+    return transform(input_grid)
