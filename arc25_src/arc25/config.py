@@ -98,6 +98,7 @@ class RunConfig:
     max_attempts_per_task: int = 2  # a task that crashed this often gets the fallback
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0
+    max_worker_restarts: int = 2  # a worker process that dies is restarted this often (it reloads the model)
 
 
 @dataclass

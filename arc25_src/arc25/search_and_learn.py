@@ -267,7 +267,7 @@ class TaskSolver:
         times["other"] = round(times.get("other", 0.0) + max(0.0, self.elapsed_s - accounted), 4)
         result = {
             "task_id": self.task.task_id,
-            "status": "done" if self.done else "running",
+            "status": self._status(),
             "stop_reason": st.stop_reason,
             "attempts": [[grid_to_json(g) for g in pair] for pair in self.attempts()],
             "epochs": [asdict(r) for r in st.epochs],
@@ -282,6 +282,12 @@ class TaskSolver:
         if self.task.test_outputs is not None:
             result["pass_at_n"] = any(p.test_pass for p in st.predictions)
         return result
+
+    def _status(self) -> str:
+        """running, done, or interrupted (stopped by the run's deadline: a resumed run redoes it)."""
+        if not self.done:
+            return "running"
+        return "interrupted" if self.state.stop_reason == "deadline" else "done"
 
     def _save(self, new: list[Prediction]) -> None:
         if self.out_dir is None:

@@ -1,1 +1,46 @@
-"""Model backends behind one interface (`arc25.backends.base.Backend`)."""
+"""Model backends behind one interface (`arc25.backends.base.Backend`).
+
+`load_backend(config)` picks the implementation named by `config.model.backend`.
+Implementations are imported lazily: `hf` pulls in torch and transformers, which
+commands that never load a model should not pay for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from arc25.errors import UserError
+
+if TYPE_CHECKING:
+    from arc25.backends.base import Backend
+    from arc25.config import Config
+
+_PLANNED = ("vllm", "unsloth")
+
+
+def _hf(config: Config) -> Backend:
+    from arc25.backends.hf import HFBackend
+
+    return HFBackend(config.model, config.lora, config.training, seed=config.seed)
+
+
+def _scripted(config: Config) -> Backend:
+    # Imported by name so the factory keeps working whatever else lands in arc25.backends.
+    module = importlib.import_module("arc25.backends.scripted")
+    if hasattr(module, "from_config"):
+        return module.from_config(config)
+    return module.ScriptedBackend.from_file(config.model.path)
+
+
+_BACKENDS = {"hf": _hf, "scripted": _scripted}
+
+
+def load_backend(config: Config) -> Backend:
+    """The backend named by `config.model.backend`, with the model loaded."""
+    name = config.model.backend
+    if name in _PLANNED:
+        raise UserError(f"model.backend={name!r} is not available yet (available: {', '.join(_BACKENDS)})")
+    if name not in _BACKENDS:
+        raise UserError(f"model.backend={name!r}: unknown backend (known: {', '.join((*_BACKENDS, *_PLANNED))})")
+    return _BACKENDS[name](config)

@@ -1,0 +1,48 @@
+"""`arc25 dry-run` end to end, as a user runs it: tiny model on CPU, 2 tasks, 2 worker processes."""
+
+import json
+import time
+
+import pytest
+
+from arc25.submission import validate_submission
+from arc25.tasks import load_tasks
+from helpers import run_cli
+
+
+@pytest.mark.slow
+def test_dry_run_end_to_end(tmp_path, request):
+    pytest.importorskip("peft")
+    try:
+        model_dir = request.getfixturevalue("tiny_model_dir")  # shared session fixture, when conftest has it
+        cache = model_dir.parent
+    except pytest.FixtureLookupError:
+        cache = tmp_path / "cache"
+    out = tmp_path / "run"
+    started = time.monotonic()
+    # few, short predictions: both tasks end by max_predictions well before the limit
+    result = run_cli("dry-run", "--tasks", "2", "--workers", "2", "--time-limit", "100s", "--out", str(out),
+                     "--cache-dir", str(cache), "--no-progress", "--set", "search.predictions_per_epoch=2",
+                     "--set", "search.max_predictions=4", "--set", "sampling.max_tokens=24", timeout=280)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+
+    # the run's own challenges: the 2 smallest ARC-AGI-2 evaluation tasks, solutions attached
+    tasks = load_tasks(out / "challenges.json", out / "solutions.json")
+    assert len(tasks) == 2
+    submission = json.loads((out / "submission.json").read_text())
+    assert validate_submission(submission, tasks) == []
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_workers"] == 2 and run["config"]["sampling"]["max_tokens"] == 24
+    assert run["config"]["search"]["max_epochs"] == 4  # the dry run's CPU defaults, under --set
+    assert all((out / "tasks" / t / "result.json").exists() for t in tasks)
+
+    assert "submission.json: valid" in result.stdout
+    assert "score 0.0000 (0/" in result.stdout  # random weights solve nothing
+    assert "tiny model has random weights and solves nothing" in result.stdout and "--model" in result.stdout
+    report = (out / "report" / "report.md").read_text()
+    assert "**Score: 0.0000**" in report and "| pass@2 |" in report and "unavailable" not in report
+    for name in ("pass_at_n.png", "time_breakdown.png", "workers.png"):
+        assert (out / "report" / name).stat().st_size > 5000
+    assert elapsed < 240
