@@ -141,14 +141,14 @@ def test_head_only_at_labels_equals_full_logits_loss(hf_backend):
 
 def test_too_long_samples_are_skipped(hf_backend, caplog):
     hf_backend.create_adapter("toolong")
-    saved = hf_backend.model_config.max_seq_len
+    saved = hf_backend.training_config.max_seq_len
     try:
-        hf_backend.model_config.max_seq_len = 50
+        hf_backend.training_config.max_seq_len = 50
         with caplog.at_level(logging.WARNING, logger="arc25.backends.hf"):
             stats = hf_backend.train("toolong", [TrainSample(short_messages("Black " * 40), "y")])
         assert stats.steps == 0 and "skipped" in caplog.text
     finally:
-        hf_backend.model_config.max_seq_len = saved
+        hf_backend.training_config.max_seq_len = saved
         hf_backend.drop_adapter("toolong")
 
 

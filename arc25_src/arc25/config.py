@@ -29,6 +29,9 @@ class ModelConfig:
     device: str = "auto"  # auto: cuda if available, else cpu
     max_seq_len: int = 8192
     attn_implementation: str = "sdpa"
+    # Generation runs in chunks of at most this many (prompt + new) tokens: bounds the KV
+    # cache (65536 tokens of the 8B model is ~8 GiB: right for an H100, too much on an L4).
+    max_batch_tokens: int = 65536
 
 
 @dataclass
@@ -66,6 +69,9 @@ class TrainingConfig:
     gradient_checkpointing: bool = True
     weight_decay: float = 0.0
     passes_per_epoch: int = 1  # passes over the epoch's new samples
+    # Longer than the model's 8192: real ARC prompts reach ~8.6k tokens and Llama-3.1's
+    # RoPE handles it; longer samples are skipped (cutting the prompt would drop the system turn).
+    max_seq_len: int = 10240
     max_samples_per_epoch: int = 16  # K: best relabeled samples kept per epoch
 
 

@@ -376,8 +376,8 @@ def _save(fig: Any, path: Path) -> None:
 
 
 # -- metrics -----------------------------------------------------------------------------------
-# arc25.metrics' labels -> the report's (its pass@2 is of voted attempts; here it is the submission's)
-METRIC_LABELS = {"train pass": "train pass rate", "test pass": "test pass rate", "pass@2 (voted)": "pass@2"}
+# arc25.metrics' labels -> the report's
+METRIC_LABELS = {"train pass": "train pass rate", "test pass": "test pass rate"}
 
 
 def prediction_metrics(task_id: str, row: dict[str, Any]) -> PredictionMetrics:
@@ -396,7 +396,7 @@ def task_metrics(data: RunData, tasks: Mapping[str, Task], score: ScoreReport | 
     per_task, everything = [], []
     for task_id, task in tasks.items():
         preds = [prediction_metrics(task_id, row) for row in data.predictions.get(task_id, [])]
-        metrics = score_task(task, preds, [])  # no executions: pass@2 comes from the submission instead
+        metrics = score_task(task, preds, [])  # pass@2 comes from the submission's own score instead
         per_task.append(dataclasses.replace(metrics, pass_at_2=scores.get(task_id)))
         everything += preds
     return per_task, everything

@@ -7,7 +7,6 @@ commands that never load a model should not pay for.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from arc25.errors import UserError
@@ -20,17 +19,15 @@ _PLANNED = ("vllm", "unsloth")
 
 
 def _hf(config: Config) -> Backend:
-    from arc25.backends.hf import HFBackend
+    from arc25.backends.hf import from_config
 
-    return HFBackend(config.model, config.lora, config.training, seed=config.seed)
+    return from_config(config)
 
 
 def _scripted(config: Config) -> Backend:
-    # Imported by name so the factory keeps working whatever else lands in arc25.backends.
-    module = importlib.import_module("arc25.backends.scripted")
-    if hasattr(module, "from_config"):
-        return module.from_config(config)
-    return module.ScriptedBackend.from_file(config.model.path)
+    from arc25.backends.scripted import ScriptedBackend
+
+    return ScriptedBackend.from_file(config.model.path)
 
 
 _BACKENDS = {"hf": _hf, "scripted": _scripted}

@@ -185,8 +185,9 @@ class HFBackend:
     def create_adapter(self, name: str) -> None:
         if name in self.adapters:
             raise ValueError(f"adapter {name!r} already exists")
-        if "." in name or not name:
-            raise ValueError(f"adapter name {name!r}: must be non-empty without dots (a torch module key)")
+        if not name or "." in name or name in "lora_":
+            # a torch module key, and peft mistakes names inside its "lora_" prefix when loading
+            raise ValueError(f"adapter name {name!r}: must be non-empty, without dots, not part of 'lora_'")
         with self.timings.measure("create"):
             cuda = [self.device] if self.device.type == "cuda" else []
             # Seed the LoRA init without disturbing anyone else's random stream.
@@ -336,14 +337,13 @@ class HFBackend:
         Skipped rather than truncated: cutting the prompt's left end would remove BOS,
         system message and the first examples, a prompt the model never sees at inference.
         """
-        encoded = []
-        for sample in samples:
-            ids, labels = self.encode(sample)
-            if len(ids) > self.model_config.max_seq_len:
-                log.warning("training sample skipped: %d tokens > model.max_seq_len=%d", len(ids),
-                            self.model_config.max_seq_len)
-                continue
-            encoded.append((ids, labels))
+        limit = self.training_config.max_seq_len
+        encoded = [self.encode(sample) for sample in samples]
+        too_long = [len(ids) for ids, _ in encoded if len(ids) > limit]
+        if too_long:
+            log.warning("%d of %d training samples skipped: %s tokens > training.max_seq_len=%d", len(too_long),
+                        len(encoded), ", ".join(map(str, too_long)), limit)
+            encoded = [(ids, labels) for ids, labels in encoded if len(ids) <= limit]
         size = max(1, self.training_config.batch_size)
         batches = [collate(encoded[i : i + size], self.pad_id, self.device) for i in range(0, len(encoded), size)]
         return batches * max(1, self.training_config.passes_per_epoch)
@@ -394,4 +394,5 @@ class HFBackend:
 
 
 def from_config(config: Config) -> HFBackend:
-    return HFBackend(config.model, config.lora, config.training, seed=config.seed)
+    return HFBackend(config.model, config.lora, config.training, seed=config.seed,
+                     max_batch_tokens=config.model.max_batch_tokens)
