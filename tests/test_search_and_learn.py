@@ -220,3 +220,37 @@ def test_attempts_fall_back_when_nothing_ran(tasks):
     broken = pred(0, None, 0.0)
     (a1, a2), = select_attempts(task, [broken, pred(1, [[5]], 0.0)])
     assert a1.tolist() == [[5]] and np.array_equal(a2, task.test_inputs[0])
+
+
+# -- the real tiny model on CPU --------------------------------------------------------------
+@pytest.mark.slow
+def test_solve_cli_with_tiny_model_on_two_real_tasks(tiny_model_dir, tmp_path):
+    from helpers import run_cli
+
+    out = tmp_path / "solve"
+    result = run_cli("solve", "--challenges", str(TRAIN_2025), "--task-ids", "3c9b0459", "6150a2bd",
+                     "--model", str(tiny_model_dir), "--out", str(out), "--budget-s", "60",
+                     "--set", "sampling.max_tokens=24", "--set", "sampling.n_per_prompt=2",
+                     "--set", "search.predictions_per_epoch=4", "--set", "search.max_epochs=2",
+                     "--set", "execution.workers=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["task", "stop", "epochs", "preds"]
+    for task_id in ("3c9b0459", "6150a2bd"):
+        saved = json.loads((out / task_id / "result.json").read_text())
+        assert saved["status"] == "done" and saved["predictions"] == 8 and len(saved["epochs"]) == 2
+        assert saved["timings"]["generate"] > 0 and len(saved["attempts"]) == 1
+        rows = list(read_jsonl(out / task_id / "predictions.jsonl.gz"))
+        assert len(rows) == 8 and all(r["completion"] is not None for r in rows)
+
+
+@pytest.mark.slow
+def test_same_seed_same_predictions_with_the_tiny_model(hf_backend, tasks, executor):
+    cfg = config(max_epochs=1)
+    cfg.sampling.max_tokens = 16
+    runs = []
+    for _ in range(2):
+        s = TaskSolver(tasks["3c9b0459"], hf_backend, executor, cfg, 60.0)
+        s.run()
+        runs.append([(p.prompt, p.completion) for p in s.state.predictions])
+    assert runs[0] == runs[1] and len({c for _, c in runs[0]}) > 1
