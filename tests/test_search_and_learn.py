@@ -151,6 +151,19 @@ def test_two_distinct_train_perfect_outputs_stop(tasks):
     assert grid_to_json(task.test_outputs[0]) in (a1, a2) and a1 != a2
 
 
+def test_a_program_right_on_train_but_failing_on_test_is_no_answer(tasks):
+    task = tasks["3c9b0459"]
+    fails_on_test = answer("    counts = np.unique(input_grid, return_counts=True)[1]\n"
+                           "    assert len(counts) == len(set(counts))\n"
+                           "    return np.rot90(input_grid, 2)")
+    s, _ = solver(task, [fails_on_test], config(stop_agreeing_programs=1, max_epochs=2))
+    result = s.run()
+    assert s.state.predictions[0].train_pass and not s.state.predictions[0].valid_outputs
+    assert result["stop_reason"] == "max_epochs" and not result["solved"]
+    (a1, a2), = result["attempts"]  # nothing ran on the test input: the fallbacks
+    assert a1 == grid_to_json(task.test_inputs[0]) and a2 == [[0]]
+
+
 def test_pure_sampling_never_trains(tasks):
     task = tasks["3c9b0459"]
     s, backend = solver(task, [IDENTITY, MIRROR], config(learn=False, max_epochs=3))

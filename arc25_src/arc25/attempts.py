@@ -39,7 +39,8 @@ def candidates(predictions: list[Prediction], test_index: int) -> list[Candidate
     """Distinct test outputs, best first: correctness level, votes, shortest code."""
     groups: dict[tuple[float, str], list[Prediction]] = defaultdict(list)
     for p in predictions:
-        if not p.valid_outputs or test_index >= len(p.test_outputs):
+        # per test input: a program that fails on another test input still answers this one
+        if test_index >= len(p.test_outputs) or p.test_outputs[test_index] is None:
             continue
         groups[(p.correct_grids, fingerprint(p.test_outputs[test_index]))].append(p)
     ranked = [

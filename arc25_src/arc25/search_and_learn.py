@@ -204,7 +204,7 @@ class TaskSolver:
         votes = Counter(
             "|".join(fingerprint(o) for o in p.test_outputs)
             for p in self.state.predictions
-            if p.train_pass
+            if p.train_pass and p.valid_outputs  # right on train but failing a test input: no answer
         )
         if not votes:
             return False
