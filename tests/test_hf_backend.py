@@ -8,18 +8,17 @@ import logging
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+import torch
 
-from arc25.backends import load_backend  # noqa: E402
-from arc25.backends.base import SamplingParams, TrainSample  # noqa: E402
-from arc25.backends.hf import IGNORE, HFBackend, collate  # noqa: E402
-from arc25.cli import build_parser  # noqa: E402
-from arc25.config import Config  # noqa: E402
-from arc25.errors import UserError  # noqa: E402
-from arc25.prompts import build_messages, extract_code, format_answer, render_chat, tokenize_prompt  # noqa: E402
-from arc25.tasks import Example, Task, load_tasks  # noqa: E402
-from helpers import TRAIN_2025  # noqa: E402
+from arc25.backends import load_backend
+from arc25.backends.base import SamplingParams, TrainSample
+from arc25.backends.hf import IGNORE, HFBackend, collate
+from arc25.cli import build_parser
+from arc25.config import Config
+from arc25.errors import UserError
+from arc25.prompts import build_messages, extract_code, format_answer, render_chat, tokenize_prompt
+from arc25.tasks import Example, Task, load_tasks
+from helpers import TRAIN_2025
 
 BOS, PAD, EOT = 128000, 128004, 128009
 
@@ -287,7 +286,6 @@ def test_load_backend_hf(tiny_model_dir):
 
 
 def test_load_backend_scripted(tmp_path):
-    pytest.importorskip("arc25.backends.scripted")
     path = tmp_path / "completions.json"
     path.write_text(json.dumps({"completions": ["hello"]}))
     config = Config()
