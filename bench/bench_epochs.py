@@ -1,7 +1,8 @@
 """Wall time of k epochs vs 1 epoch at the same total predictions, and the fixed overhead per epoch.
 
-The real loop (TaskSolver) with the real HF backend on the generated tiny model, on
-CPU, on real ARC tasks. A random tiny model writes no valid program, so nothing
+The real loop (TaskSolver) with the real HF backend, by default on the generated tiny
+model on CPU (`--model` for another, e.g. an 8B-shaped random model on a GPU), on
+real ARC tasks. A random tiny model writes no valid program, so nothing
 would be relabeled or trained; to make every epoch pay for real learning, half of
 the generated completions are swapped for planted valid programs after the real
 generate call (the generation cost is real, the programs are known).
@@ -104,7 +105,9 @@ def main() -> None:
         rows = [bench(k, args, tasks, backend, executor) for k in args.epochs]
     base = rows[0]["wall"]
     cols = ["k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "overhead/epoch s"]
-    print(f"{len(tasks)} tasks x {args.predictions} predictions, tiny model on CPU, max_tokens {args.max_tokens}")
+    model = backend.backend.base
+    print(f"{len(tasks)} tasks x {args.predictions} predictions, {args.model.name} on {model.device} "
+          f"({model.dtype}), max_tokens {args.max_tokens}")
     print("  ".join(f"{c:>10}" for c in cols))
     for r in rows:
         cells = [f"{r['k']:>10}", f"{r['wall']:>10.2f}", f"{r['wall'] / base:>10.2f}"]
