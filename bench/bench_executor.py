@@ -32,7 +32,7 @@ import psutil
 from arc25.augment import Augmentation
 from arc25.evaluation import Evaluation, evaluate_predictions, read_predictions
 from arc25.execution import Executor
-from arc25.metrics import format_table, kind_rows, summary_rows
+from arc25.metrics import format_table, summary_rows
 from arc25.tasks import Task, load_tasks
 
 HERE = Path(__file__).resolve().parent

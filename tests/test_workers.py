@@ -7,6 +7,7 @@ workers' ARC25_FAULT_INJECT test hook, or done for real (SIGKILL, a truncated fi
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from arc25 import claims
 from arc25.config import Config
+from arc25.errors import UserError
 from arc25.prompts import ANSWER_PREFIX
 from arc25.submission import validate_submission
 from arc25.tasks import load_tasks
@@ -176,7 +178,7 @@ def test_one_gpu_per_worker_set_before_python_starts(tmp_path):
     assert plan_devices(2, None) == ["cpu", "cpu"]
     assert WorkerProcess._env("2", 4)["CUDA_VISIBLE_DEVICES"] == "2"
     assert WorkerProcess._env("cpu", 2)["CUDA_VISIBLE_DEVICES"] == ""  # CPU workers never grab a GPU
-    with pytest.raises(Exception):
+    with pytest.raises(UserError, match="expected GPU indices"):
         parse_gpus("0,x")
 
 
@@ -195,7 +197,7 @@ def test_duration_arguments():
     from arc25.commands.run import parse_duration
 
     assert [parse_duration(t) for t in ("12h", "90m", "3600s", "3600", "1.5h")] == [43200, 5400, 3600, 3600, 5400]
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a positive duration"):
         parse_duration("soon")
 
 
