@@ -267,3 +267,32 @@ def test_same_seed_same_predictions_with_the_tiny_model(hf_backend, tasks, execu
         s.run()
         runs.append([(p.prompt, p.completion) for p in s.state.predictions])
     assert runs[0] == runs[1] and len({c for _, c in runs[0]}) > 1
+
+
+def test_a_redone_task_resumes_from_its_earlier_predictions(tasks, tmp_path):
+    task = tasks["3c9b0459"]
+    cfg = config(stop_agreeing_programs=99, stop_distinct_outputs=99, max_epochs=4)
+    first, _ = solver(task, [RIGHT, IDENTITY, MIRROR, HANG], cfg, tmp_path)
+    first.step()  # epoch 0 searched and saved; then the worker "crashes"
+    assert json.loads((tmp_path / task.task_id / "result.json").read_text())["predictions"] == 8
+
+    # the redo samples only wrong programs, yet keeps the right answer found before the crash
+    again, backend = solver(task, [IDENTITY, MIRROR], cfg, tmp_path)
+    assert len(again.state.predictions) == 8 and again.state.epoch == 1
+    result = again.run()
+    assert result["predictions"] == 32 and [e["epoch"] for e in result["epochs"]] == [0, 1, 2, 3]
+    assert result["attempts"][0][0] == grid_to_json(task.test_outputs[0]) and result["pass_at_n"]
+    # the new adapter learns from the earlier programs too (the right one ranks first)
+    assert backend.train_calls[0][1][0].answer == RIGHT
+    rows = list(read_jsonl(tmp_path / task.task_id / "predictions.jsonl.gz"))
+    assert [r["index"] for r in rows] == list(range(32))
+
+
+def test_unreadable_earlier_predictions_start_the_task_afresh(tasks, tmp_path, caplog):
+    task = tasks["3c9b0459"]
+    folder = tmp_path / task.task_id
+    folder.mkdir()
+    (folder / "predictions.jsonl.gz").write_bytes(b"not gzip at all")
+    s, _ = solver(task, [IDENTITY], config(max_epochs=1), tmp_path)
+    assert s.state.predictions == [] and "truncated or corrupt after 0 rows" in caplog.text
+    assert s.run()["predictions"] == 8

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -47,10 +50,12 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Rows of a .jsonl or .jsonl.gz file; a truncated gzip tail (crash) ends the rows."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    rows = 0
     with opener(path, "rt") as f:
         try:
             for line in f:
                 if line.strip():
+                    rows += 1
                     yield json.loads(line)
-        except (EOFError, gzip.BadGzipFile):
-            return
+        except (EOFError, gzip.BadGzipFile) as exc:
+            log.warning("%s: truncated or corrupt after %d rows (%s); the rows before it stand", path, rows, exc)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from arc25.execution import TaskExecution
-from arc25.grid import grid_to_json
+from arc25.execution import ErrorKind, TaskExecution
+from arc25.grid import grid_from_json, grid_to_json
 from arc25.metrics import PredictionMetrics
 from arc25.prompts import PromptSpec
 
@@ -79,3 +79,19 @@ class Prediction:
             "duration_s": round(self.execution.duration_s, 4),
             "train_outputs": grids(self.train_outputs), "test_outputs": grids(self.test_outputs),
         }
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Prediction:
+        """Rebuild a prediction from its `to_dict()` row (a resumed task keeps what it found)."""
+
+        def grids(values: list[Any]) -> list[np.ndarray | None]:
+            return [None if v is None else grid_from_json(v) for v in values]
+
+        train, test = grids(row["train_outputs"]), grids(row["test_outputs"])
+        kind = ErrorKind(row["kind"]) if row.get("kind") else None
+        execution = TaskExecution(train, test, [None] * len(train), [None] * len(test), kind,
+                                  row.get("error_message"), float(row.get("duration_s", 0.0)))
+        fields = PredictionMetrics.__dataclass_fields__
+        metrics = PredictionMetrics(**{k: row[k] for k in fields if k in row})
+        return cls(metrics.task_id, int(row["epoch"]), int(row["index"]), PromptSpec.from_dict(row["prompt"]),
+                   row["completion"], row["code"], execution, metrics)

@@ -7,18 +7,20 @@
 `TaskSolver.step()` advances one phase and returns, so a worker can interleave
 several tasks on one GPU. After every search the task's result (best attempts so
 far, per-epoch metrics, time breakdown) is written atomically, so a crash loses at
-most the epoch in flight.
+most the epoch in flight; a solver started on a task that has earlier predictions on
+disk resumes from them (a crashed, interrupted or re-run task never loses answers).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +32,7 @@ from arc25.backends.base import Backend, SamplingParams, Timings
 from arc25.config import Config
 from arc25.execution import Executor, execute_on_tasks
 from arc25.grid import fingerprint, grid_to_json
-from arc25.io import append_jsonl_gz, atomic_write_json
+from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl
 from arc25.metrics import score_prediction
 from arc25.prediction import Prediction
 from arc25.prompts import PromptSpec, build_messages, extract_code
@@ -99,7 +101,44 @@ class TaskSolver:
         self.started_wall = time.time()
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
+            self._resume()
+
+    def _resume(self) -> None:
+        """Carry on from the predictions of an earlier attempt at this task (crash, deadline, re-run).
+
+        Its best attempts stay candidates and its programs are relabeled again for the
+        new adapter, so redoing a task never loses what it had found.
+        """
+        path = self.out_dir / PREDICTIONS_FILE
+        if not path.exists():
+            return
+        try:
+            found = [Prediction.from_dict(row) for row in read_jsonl(path)]
+            if any(p.task_id != self.task.task_id or len(p.train_outputs) != len(self.task.train)
+                   or len(p.test_outputs) != len(self.task.test_inputs) for p in found):
+                raise ValueError("predictions of another task")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: ignoring earlier predictions in %s (%s)", self.task.task_id, path, exc)
+            path.unlink(missing_ok=True)
+            return
+        found.sort(key=lambda p: p.index)
+        self.state.predictions = [replace(p, index=i) for i, p in enumerate(found)]
+        self.state.epoch = max((p.epoch for p in found), default=-1) + 1
+        self.state.epochs = self._earlier_epochs()
+        # rewrite whole: drops a truncated tail, and keeps the file's rows equal to the state
+        path.unlink()
+        if found:
+            append_jsonl_gz(path, (p.to_dict() for p in self.state.predictions))
+            log.info("%s: resumed with %d earlier predictions, from epoch %d", self.task.task_id, len(found),
+                     self.state.epoch)
+
+    def _earlier_epochs(self) -> list[EpochRecord]:
+        """The per-epoch records of the earlier attempt, when its result file is readable."""
+        try:
+            rows = json.loads((self.out_dir / RESULT_FILE).read_text())["epochs"]
+            return [EpochRecord(**row) for row in rows if row["epoch"] < self.state.epoch]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
 
     # -- the loop ---------------------------------------------------------------------
     @property
