@@ -75,3 +75,15 @@ def test_cli_prompt():
     bad = run_cli("prompt", str(EVAL_2025), "0934a4d8", "--test-index", "5")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "task 0934a4d8: --test-index 5 out of range" in bad.stderr
+
+
+def test_cli_prompt_through_a_chat_template(tiny_model_dir):
+    result = run_cli("prompt", str(EVAL_2025), "0934a4d8", "--chat-template", str(tiny_model_dir))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                           f"December 2023\nToday Date: 26 Jul 2024\n\n{GOLDEN_SYSTEM}<|eot_id|>")
+    assert text.endswith("observed in the reference examples.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert text.count("<|begin_of_text|>") == 1
+    bad = run_cli("prompt", str(EVAL_2025), "0934a4d8", "--chat-template", str(tiny_model_dir / "nope"))
+    assert bad.returncode == 2 and "cannot load tokenizer" in bad.stderr and "Traceback" not in bad.stderr
