@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from arc25 import claims
 from arc25.config import Config
 from arc25.errors import UserError
 from arc25.prompts import ANSWER_PREFIX
+from arc25.run import order_tasks, run_pipeline
 from arc25.submission import validate_submission
-from arc25.tasks import load_tasks
-from arc25.workers import FAULT_ENV, load_tasks_tolerant, order_tasks, run_pipeline
+from arc25.tasks import load_tasks, load_tasks_tolerant
+from arc25.workers import FAULT_ENV
 from helpers import REPO, TRAIN_2025, TRAIN_2025_SOLUTIONS, run_cli
 
 ROTATED = "3c9b0459"  # a half turn: solved by the first completion below
@@ -172,7 +172,7 @@ def test_a_task_that_crashes_twice_is_given_up_and_retried_elsewhere_first(tmp_p
 
 
 def test_one_gpu_per_worker_set_before_python_starts(tmp_path):
-    from arc25.workers import WorkerProcess, parse_gpus, plan_devices
+    from arc25.run import WorkerProcess, parse_gpus, plan_devices
 
     assert plan_devices(None, parse_gpus("0,1,2,3")) == ["0", "1", "2", "3"]
     assert plan_devices(2, None) == ["cpu", "cpu"]
@@ -184,7 +184,7 @@ def test_one_gpu_per_worker_set_before_python_starts(tmp_path):
 
 def test_one_parent_per_run_folder(tmp_path):
     from arc25.errors import UserError
-    from arc25.workers import hold_run_dir
+    from arc25.run import hold_run_dir
 
     (tmp_path / "claims").mkdir()
     with hold_run_dir(tmp_path):

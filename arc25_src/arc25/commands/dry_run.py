@@ -125,8 +125,8 @@ def write_task_files(run_dir: Path, tasks: dict[str, Task]) -> tuple[Path, Path 
 # -- the dry run ------------------------------------------------------------------------------
 def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks: dict[str, Task]) -> Any:
     """Run the pipeline; if it breaks, still merge what is there (the submission must exist)."""
+    from arc25.run import parse_gpus, run_pipeline
     from arc25.submission import SUBMISSION_FILE, write_submission
-    from arc25.workers import parse_gpus, run_pipeline
 
     challenges, solutions = write_task_files(run_dir, tasks)
     workers = args.workers if args.workers is not None or args.gpus or not is_tiny(args) else TINY_WORKERS
@@ -147,7 +147,12 @@ def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks
 
 def run(args: argparse.Namespace) -> int:
     from arc25.report import write_report
-    from arc25.submission import SUBMISSION_FILE, load_submission, score_submission, validate_submission
+    from arc25.submission import (
+        SUBMISSION_FILE,
+        load_submission,
+        score_submission,
+        validate_submission,
+    )
 
     started = time.monotonic()
     config = dry_run_config(args)

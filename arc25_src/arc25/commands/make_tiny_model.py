@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arc25.tiny_model import make_tiny_model  # lazy: keeps `arc25 --help` free of torch imports
+    from arc25.tiny_model import (
+        make_tiny_model,  # lazy: keeps `arc25 --help` free of torch imports
+    )
 
     path = make_tiny_model(args.out, seed=args.seed)
     log.info("tiny model ready: %s", path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from arc25.errors import UserError
 from arc25.submission import SUBMISSION_FILE, validate_submission, write_submission
-from arc25.workers import load_tasks_tolerant
+from arc25.tasks import load_tasks_tolerant
 
 HELP = "merge a run's results into submission.json"
 

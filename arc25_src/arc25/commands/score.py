@@ -11,7 +11,12 @@ from __future__ import annotations
 import argparse
 
 from arc25.errors import UserError
-from arc25.submission import load_solutions, load_submission, score_submission, validate_submission
+from arc25.submission import (
+    load_solutions,
+    load_submission,
+    score_submission,
+    validate_submission,
+)
 from arc25.tasks import default_solutions_path, load_tasks
 
 HELP = "score a submission.json against solutions"

