@@ -38,3 +38,24 @@ def test_bad_override():
         load_config(None, ["search.max_epochs"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(None, ["nope.x=1"])
+
+
+def test_toml_round_trip_and_cli(tmp_path):
+    from arc25.config import config_to_toml
+    from helpers import run_cli
+
+    config = load_config(None, ["search.max_epochs=3", "model.path=/models/barc \"v1\"", "lora.target_modules=q_proj"])
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config(path) == config
+    result = run_cli("config", "--set", "run.task_order=shortest_first")
+    assert result.returncode == 0 and 'task_order = "shortest_first"' in result.stdout
+    assert load_config(None, ["run.task_order=shortest_first"]) == load_config(_write(tmp_path, result.stdout))
+    bad = run_cli("config", "--set", "run.nope=1")
+    assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "printed.toml"
+    path.write_text(text)
+    return path

@@ -8,6 +8,7 @@ that. Later features add fields here instead of scattering constants.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -205,6 +206,29 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     config = Config()
     _apply(config, values, "config")
     return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} as TOML")
+
+
+def config_to_toml(config: Config) -> str:
+    """The whole config as a TOML file that `load_config` reads back to the same config."""
+    top, tables = [], []
+    for key, value in config.to_dict().items():
+        if isinstance(value, dict):
+            tables.append(f"\n[{key}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in value.items()))
+        else:
+            top.append(f"{key} = {_toml_value(value)}\n")
+    return "".join(top) + "".join(tables)
 
 
 def add_config_arguments(parser: Any) -> None:
