@@ -133,9 +133,16 @@ def write_claim(run_dir: Path, claim: Claim) -> None:
     atomic_write_json(claims_dir(run_dir) / f"{claim.task_id}.json", asdict(claim))
 
 
-def read_result(run_dir: Path, task_id: str, warn: bool = True) -> dict[str, Any] | None:
-    """The task's result.json, or None when missing or unreadable (warned: the task will be redone)."""
-    path = Path(run_dir) / TASKS_DIR / task_id / RESULT_FILE
+def result_path(run_dir: str | Path, task_id: str) -> Path:
+    return Path(run_dir) / TASKS_DIR / task_id / RESULT_FILE
+
+
+def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> dict[str, Any] | None:
+    """The task's result.json, or None when missing or unreadable (with `warn`, a warning says which).
+
+    The one reader of results: claims (is it done?), the merger and the report.
+    """
+    path = result_path(run_dir, task_id)
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
@@ -145,7 +152,7 @@ def read_result(run_dir: Path, task_id: str, warn: bool = True) -> dict[str, Any
         return None
     except (OSError, ValueError) as exc:
         if warn:
-            log.warning("%s: unreadable result (%s); ignoring it, the task will be redone", path, exc)
+            log.warning("%s: unreadable result ignored (%s)", path, exc)
         return None
 
 
@@ -155,7 +162,7 @@ _DONE_CACHE: dict[Path, tuple[tuple[int, int, int], bool]] = {}
 
 
 def result_done(run_dir: Path, task_id: str, warn: bool = True) -> bool:
-    path = Path(run_dir) / TASKS_DIR / task_id / RESULT_FILE
+    path = result_path(run_dir, task_id)
     try:
         st = path.stat()
     except OSError:

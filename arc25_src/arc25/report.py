@@ -19,10 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from arc25.claims import read_result
 from arc25.io import atomic_write_text, read_jsonl
-from arc25.metrics import PredictionMetrics, TaskMetrics, kind_rows, score_task, summary_rows
+from arc25.metrics import (
+    PredictionMetrics,
+    TaskMetrics,
+    kind_rows,
+    score_task,
+    summary_rows,
+)
 from arc25.search_and_learn import PREDICTIONS_FILE, TIME_PHASES
-from arc25.submission import ScoreReport, read_result
+from arc25.submission import ScoreReport
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -98,7 +105,7 @@ def load_run(run_dir: str | Path, task_ids: list[str]) -> RunData:
     run_dir = Path(run_dir)
     data = RunData(run_dir, run=_read_json_object(run_dir / "run.json"))
     for task_id in task_ids:
-        result = read_result(run_dir, task_id)
+        result = read_result(run_dir, task_id, warn=False)  # the merger has warned already
         if result is not None:
             data.results[task_id] = result
         rows = _read_rows(run_dir / "tasks" / task_id / PREDICTIONS_FILE, prediction_row)

@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from arc25.attempts import fallback_attempts
+from arc25.claims import read_result, result_path
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json
 from arc25.io import atomic_write_json
-from arc25.search_and_learn import RESULT_FILE
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -37,26 +37,6 @@ Submission = dict[str, list[dict[str, Grid]]]
 
 
 # -- merging -----------------------------------------------------------------------------------
-def result_path(run_dir: str | Path, task_id: str) -> Path:
-    return Path(run_dir) / "tasks" / task_id / RESULT_FILE
-
-
-def read_result(run_dir: str | Path, task_id: str) -> dict[str, Any] | None:
-    """A task's result.json, or None when absent or unreadable (a warning says which)."""
-    path = result_path(run_dir, task_id)
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("%s: unreadable result ignored (%s)", path, exc)
-        return None
-    if not isinstance(data, dict):
-        log.warning("%s: result is not a JSON object; ignored", path)
-        return None
-    return data
-
-
 def _valid_grids(pair: Any, where: str) -> list[np.ndarray]:
     """The valid grids of one test input's attempts, in order; invalid ones are logged and dropped."""
     if not isinstance(pair, list):
