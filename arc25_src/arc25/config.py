@@ -11,6 +11,7 @@ import dataclasses
 import json
 import tomllib
 import typing
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,14 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from the run seed and names (task id, epoch, adapter...).
+
+    Python's hash() is salted per process; this is the same in every process and run.
+    """
+    return zlib.crc32(":".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -18,7 +18,6 @@ import logging
 import math
 import random
 import time
-import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 from arc25.attempts import select_attempts
 from arc25.augment import Augmentation
 from arc25.backends.base import Backend, SamplingParams, Timings
-from arc25.config import Config
+from arc25.config import Config, derive_seed
 from arc25.execution import Executor, execute_on_tasks
 from arc25.grid import fingerprint, grid_to_json
 from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl
@@ -69,11 +68,6 @@ class SolverState:
     stop_reason: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 31-bit seed from the run seed, task id, epoch...: same inputs, same predictions."""
-    return zlib.crc32(":".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 class TaskSolver:
