@@ -1,8 +1,17 @@
-"""The model backend interface: small enough to implement for HF, vLLM and unsloth.
+"""The model backend interface (v2): one engine call serves several tasks, each with its own LoRA.
 
 A backend loads the model once, then serves many tasks. Each task owns a named LoRA
-adapter that can be created, trained, reset to its initial weights and dropped;
-generation runs under an adapter or, with `adapter=None`, the base model.
+adapter that can be created, trained, reset to its initial weights, exported,
+imported and dropped; every change gives the adapter a new `version` (engines that
+cache adapters by id, like vLLM, must never serve an old version under a new one).
+
+Generation takes a batch of `GenerationRequest`s: each carries its own prompts,
+sampling parameters (n, seed) and adapter (None: the base model), and a deadline
+(absolute `time.time()`). A backend honours each request's deadline: sequences still
+running at it are cut and come back with `finish_reason="deadline"` (their text so
+far), and prompts not started come back with no completions. So a caller always gets
+what was generated before its deadline, never an exception or a wait past it.
+
 Prompts are chat messages; the backend renders them with its tokenizer's template
 (see `arc25.prompts.tokenize_prompt`) so training and inference tokenize alike.
 """
@@ -12,19 +21,53 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Literal, Protocol
 
 from arc25.prompts import Messages
+
+if TYPE_CHECKING:
+    import torch
+
+FinishReason = Literal["stop", "length", "deadline"]
 
 
 @dataclass(frozen=True)
 class SamplingParams:
     n: int = 8
-    temperature: float = 1.0
+    temperature: float = 1.0  # <= 0: greedy
     top_p: float = 0.95
     max_tokens: int = 1024
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """`params.n` completions for each prompt, under `adapter` (None: the base model)."""
+
+    prompts: list[Messages]
+    params: SamplingParams
+    adapter: str | None = None
+    deadline: float | None = None  # absolute time.time(); None: no deadline
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer: its text (without the stop token) and why it ended."""
+
+    text: str
+    finish_reason: FinishReason  # stop: <|eot_id|>; length: max_tokens; deadline: cut by the deadline
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off before the model finished: a missing program, not a wrong one."""
+        return self.finish_reason != "stop"
+
+
+# completions[request][prompt] -> up to params.n completions (fewer only when a deadline cut generation)
+Completions = list[list[list[Completion]]]
 
 
 @dataclass(frozen=True)
@@ -41,6 +84,9 @@ class TrainStats:
     tokens: int
     mean_loss: float
     seconds: float
+    # indices (into the samples passed to train) that took part in at least one optimizer step;
+    # the others were skipped (too long, or the deadline came first) and stay available
+    trained: list[int] = field(default_factory=list)
 
 
 class Timings:
@@ -63,13 +109,16 @@ class Timings:
 
 class Backend(Protocol):
     timings: Timings
+    # how many adapters may take part in one generate call (vLLM's max_loras); the scheduler
+    # never puts more distinct adapters than this into one call
+    max_adapters_per_call: int
 
-    def generate(self, prompts: list[Messages], params: SamplingParams, adapter: str | None = None) -> list[list[str]]:
-        """`params.n` completions per prompt (answer text only, without the stop token)."""
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        """Completions for every request, in order (see the module docstring for deadlines)."""
         ...
 
     def create_adapter(self, name: str) -> None:
-        """A fresh LoRA adapter for one task (same initial weights for the same seed)."""
+        """A fresh LoRA adapter for one task (same initial weights for the same seed and name)."""
         ...
 
     def reset_adapter(self, name: str) -> None:
@@ -78,8 +127,27 @@ class Backend(Protocol):
 
     def drop_adapter(self, name: str) -> None: ...
 
-    def train(self, adapter: str, samples: list[TrainSample]) -> TrainStats:
-        """One pass of optimizer steps over `samples` (loss on answer tokens + final <|eot_id|> only)."""
+    def adapter_version(self, name: str) -> int:
+        """Changes (increases) every time the adapter is trained, reset or imported."""
+        ...
+
+    def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
+        """The adapter's LoRA weights as CPU tensors, keyed by peft's state-dict names
+        (`base_model.model.<module>.lora_A.weight`, without the adapter name)."""
+        ...
+
+    def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Load weights exported by `export_adapter` (the adapter must exist; a new version)."""
+        ...
+
+    def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
+        """One pass of optimizer steps over `samples` (loss on answer tokens + final <|eot_id|> only);
+        no new step starts after `deadline` (absolute time.time())."""
         ...
 
     def close(self) -> None: ...
+
+
+def time_left(deadline: float | None) -> float:
+    """Seconds until `deadline` (inf without one)."""
+    return float("inf") if deadline is None else deadline - time.time()
