@@ -2,7 +2,7 @@
 
 RUN_DIR/claims/<task_id>.json holds the task's claim:
 
-    {task_id, state, worker, pid, pid_started, host, attempt, crashes, failed_workers,
+    {task_id, state, worker, pid, pid_started, host, attempt, generation, crashes, failed_workers,
      claimed_at, heartbeat, released_at}
 
 state is active (a worker is on it), done, failed (the worker raised; it may be
@@ -14,6 +14,13 @@ the same task. An active claim can be taken over when its process is gone (same
 host, pid dead or reused) or its heartbeat is older than `stale_after_s`; the
 takeover counts as a crash.
 
+Fencing: a worker frozen past `stale_after_s` (SIGSTOP, swapping, a stuck driver) may
+wake after its task was taken over. Every claim and takeover increments the claim's
+`generation`, and the owner writes the task's files only inside `fenced(run_dir,
+claim)`, which checks under the lock that the claim on disk is still its own and
+active (else `ClaimLost`) and holds the lock while the caller writes, so a takeover
+cannot slip in between the check and the atomic rename.
+
 Whether a task is finished is decided by its result, as the merger sees it:
 RUN_DIR/tasks/<task_id>/result.json with status "done". A result file that cannot
 be read (truncated on disk) is ignored with a warning and the task is redone.
@@ -21,6 +28,7 @@ be read (truncated on disk) is ignored with a warning and the task is redone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +36,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import psutil
 from filelock import FileLock
@@ -55,6 +63,7 @@ class Claim:
     pid_started: float = 0.0  # process create time: tells a live pid from a reused one
     host: str = ""
     attempt: int = 0  # how many times the task was claimed
+    generation: int = 0  # +1 on every claim and takeover: fences the writes of an owner that lost the task
     crashes: int = 0
     failed_workers: list[int] = field(default_factory=list)
     claimed_at: float = 0.0
@@ -65,6 +74,10 @@ class Claim:
     def from_dict(cls, data: dict[str, Any]) -> Claim:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+class ClaimLost(Exception):
+    """This process's claim was taken over or ended: the task's files belong to someone else now."""
 
 
 @dataclass
@@ -111,10 +124,19 @@ def claims_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CLAIMS_DIR
 
 
+# One FileLock object per lock file and process: re-entrant in the thread that holds it (a claims call
+# inside `fenced` must not wait a minute on its own flock), exclusive for the process's other threads.
+_LOCKS: dict[tuple[int, str], FileLock] = {}
+
+
 def claim_lock(run_dir: Path) -> FileLock:
     path = claims_dir(run_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path), timeout=LOCK_TIMEOUT_S)
+    key = (os.getpid(), str(path.resolve()))  # the pid: a forked child must not inherit a held lock
+    lock = _LOCKS.get(key)
+    if lock is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _LOCKS[key] = FileLock(str(path), timeout=LOCK_TIMEOUT_S)
+    return lock
 
 
 def read_claim(run_dir: Path, task_id: str) -> Claim | None:
@@ -224,6 +246,7 @@ def claim_next(run_dir: Path, task_ids: list[str], worker: int, *, max_crashes: 
                 log.warning("task %s: worker %d (pid %d) is gone; taking over its claim", task_id, claim.worker,
                             claim.pid)
                 claim.state, claim.crashes, claim.released_at = FAILED, claim.crashes + 1, now
+                claim.generation += 1  # the frozen owner's fenced writes now fail
                 claim.failed_workers.append(claim.worker)
                 write_claim(run_dir, claim)
                 if _retire_if_crashed_out(run_dir, claim, max_crashes):
@@ -236,7 +259,8 @@ def claim_next(run_dir: Path, task_ids: list[str], worker: int, *, max_crashes: 
             if claim is not None and claim.state == FAILED and worker in claim.failed_workers and others_alive:
                 continue
             chosen = Claim(task_id, ACTIVE, worker, pid, process_started(pid), socket.gethostname(),
-                           attempt=(claim.attempt if claim else 0) + 1, crashes=claim.crashes if claim else 0,
+                           attempt=(claim.attempt if claim else 0) + 1,
+                           generation=(claim.generation if claim else 0) + 1, crashes=claim.crashes if claim else 0,
                            failed_workers=list(claim.failed_workers) if claim else [], claimed_at=now, heartbeat=now)
             write_claim(run_dir, chosen)
     return ClaimScan(chosen, unfinished, in_progress)
@@ -244,7 +268,31 @@ def claim_next(run_dir: Path, task_ids: list[str], worker: int, *, max_crashes: 
 
 def _owned(current: Claim | None, mine: Claim) -> bool:
     return (current is not None and current.state == ACTIVE and current.pid == mine.pid
-            and current.attempt == mine.attempt and current.worker == mine.worker)
+            and current.attempt == mine.attempt and current.worker == mine.worker
+            and current.generation == mine.generation)
+
+
+def _describe(claim: Claim | None) -> str:
+    if claim is None:
+        return "no claim on disk"
+    return f"now {claim.state}, generation {claim.generation}, worker {claim.worker} (pid {claim.pid})"
+
+
+@contextlib.contextmanager
+def fenced(run_dir: Path, claim: Claim) -> Iterator[Claim]:
+    """Hold the claims lock while `claim` is still this process's active claim; raise ClaimLost if it is not.
+
+    Wrap every write of a task's files (result.json, predictions appends) in it: the check and the
+    write happen under one lock, so an owner that froze past `stale_after_s` and woke after a takeover
+    cannot overwrite the new owner's result. Keep the body short (the lock is shared by every worker);
+    other claims calls inside it are fine in the same thread.
+    """
+    with claim_lock(run_dir):
+        current = read_claim(run_dir, claim.task_id)
+        if not _owned(current, claim):
+            raise ClaimLost(f"task {claim.task_id}: lost the claim (generation {claim.generation}, worker "
+                            f"{claim.worker}, pid {claim.pid}); {_describe(current)}")
+        yield current
 
 
 def refresh(run_dir: Path, claim: Claim) -> bool:

@@ -1,0 +1,156 @@
+"""No double writer: an owner that lost its claim (frozen past stale_after_s, then taken over) must not
+overwrite the new owner's files when it wakes. Real processes, a real flock, real SIGSTOP/SIGCONT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from arc25 import claims
+from arc25.io import atomic_write_json
+from helpers import REPO
+
+# A contender: claims task "a" over and over (stale_after_s=0: every claim is instantly stale, so the two
+# processes keep taking it from each other) and writes the task's result inside the fence, checking that
+# nobody else wrote while it held it. Prints its counts as JSON.
+CONTENDER = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    from arc25 import claims
+    from arc25.io import atomic_write_json
+
+    run_dir, worker, until = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    log = run_dir / "writes.log"
+    counts = {"written": 0, "lost": 0, "claimed": 0}
+    while time.time() < until:
+        claim = claims.claim_next(run_dir, ["a"], worker, max_crashes=10**9, stale_after_s=0.0,
+                                  others_alive=False).claim
+        if claim is None:
+            continue
+        counts["claimed"] += 1
+        time.sleep(0.03)  # the other one takes it over meanwhile, now and then
+        try:
+            with claims.fenced(run_dir, claim):
+                mine = {"worker": worker, "generation": claim.generation}
+                atomic_write_json(claims.result_path(run_dir, "a"), mine)
+                with open(log, "a") as f:
+                    f.write(json.dumps(mine) + "\\n")
+                time.sleep(0.001)
+                assert json.loads(claims.result_path(run_dir, "a").read_text()) == mine, "overwritten in the fence"
+            counts["written"] += 1
+        except claims.ClaimLost:
+            counts["lost"] += 1
+    print(json.dumps(counts))
+""")
+
+
+def python(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "arc25_src"),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+def test_every_claim_and_takeover_increments_the_generation(tmp_path):
+    first = claims.claim_next(tmp_path, ["a"], 0, max_crashes=5, stale_after_s=60).claim
+    assert first.generation == 1
+    first.heartbeat -= 120  # its owner froze
+    claims.write_claim(tmp_path, first)
+    taken = claims.claim_next(tmp_path, ["a"], 1, max_crashes=5, stale_after_s=60).claim
+    assert taken.generation == 3  # +1 for the takeover (the old claim marked failed), +1 for the new claim
+    assert claims.read_claim(tmp_path, "a").generation == 3
+
+
+def test_fenced_refuses_a_claim_taken_over_or_ended(tmp_path):
+    first = claims.claim_next(tmp_path, ["a", "b"], 0, max_crashes=5, stale_after_s=60).claim
+    with claims.fenced(tmp_path, first) as current:
+        assert current.generation == first.generation
+        assert claims.refresh(tmp_path, first)  # other claims calls inside the fence: no self-deadlock
+    first.heartbeat -= 120
+    claims.write_claim(tmp_path, first)
+    taken = claims.claim_next(tmp_path, ["a"], 1, max_crashes=5, stale_after_s=60).claim
+    with pytest.raises(claims.ClaimLost, match=r"task a: lost the claim \(generation 1, worker 0.*now active, "
+                                               r"generation 3, worker 1"):
+        with claims.fenced(tmp_path, first):
+            raise AssertionError("the body must not run")
+    with claims.fenced(tmp_path, taken):
+        pass
+    claims.release(tmp_path, taken, claims.DONE, max_crashes=5)
+    with pytest.raises(claims.ClaimLost, match="now done"):
+        with claims.fenced(tmp_path, taken):
+            pass
+    second = claims.claim_next(tmp_path, ["b"], 0, max_crashes=5, stale_after_s=60).claim
+    claims.interrupt_claims_of(tmp_path, os.getpid())  # the run stopped this worker
+    with pytest.raises(claims.ClaimLost, match="now interrupted"):
+        with claims.fenced(tmp_path, second):
+            pass
+
+
+def test_two_processes_taking_a_task_from_each_other_never_write_over_each_other(tmp_path):
+    until = time.time() + 3.0
+    procs = [python("-c", CONTENDER, str(tmp_path), str(k), str(until)) for k in (0, 1)]
+    counts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        counts.append(json.loads(out))
+    for c in counts:  # both really contended: each wrote, and each was refused after a takeover
+        assert c["written"] > 0 and c["lost"] > 0, counts
+    writes = [json.loads(line) for line in (tmp_path / "writes.log").read_text().splitlines()]
+    assert len(writes) == sum(c["written"] for c in counts)
+    generations = [w["generation"] for w in writes]
+    assert generations == sorted(generations) and len(set(generations)) == len(generations)  # never an older one
+    assert json.loads(claims.result_path(tmp_path, "a").read_text()) == writes[-1]
+
+
+# The old owner: claims the task, writes its first result, says so, then (after being frozen and woken) tries
+# to write again and reports whether the fence let it.
+OLD_OWNER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from arc25 import claims
+    from arc25.io import atomic_write_json
+
+    run_dir = Path(sys.argv[1])
+    claim = claims.claim_next(run_dir, ["a"], 0, max_crashes=5, stale_after_s=1.0).claim
+    with claims.fenced(run_dir, claim):
+        atomic_write_json(claims.result_path(run_dir, "a"), {"owner": "old", "epoch": 1})
+    print("wrote", flush=True)
+    sys.stdin.readline()  # frozen here by SIGSTOP; the test sends a line after SIGCONT
+    try:
+        with claims.fenced(run_dir, claim):
+            atomic_write_json(claims.result_path(run_dir, "a"), {"owner": "old", "epoch": 2})
+        print("overwrote", flush=True)
+    except claims.ClaimLost as exc:
+        print("refused:", exc, flush=True)
+""")
+
+
+def test_a_frozen_owner_woken_after_a_takeover_is_refused(tmp_path):
+    old = python("-c", OLD_OWNER, str(tmp_path), stdin=subprocess.PIPE)
+    try:
+        assert old.stdout.readline().strip() == "wrote"
+        os.kill(old.pid, signal.SIGSTOP)
+        time.sleep(1.2)  # past stale_after_s: its heartbeat is old, although its pid is alive
+        new = claims.claim_next(tmp_path, ["a"], 1, max_crashes=5, stale_after_s=1.0).claim
+        assert new is not None and new.worker == 1 and new.attempt == 2
+        with claims.fenced(tmp_path, new):
+            atomic_write_json(claims.result_path(tmp_path, "a"), {"owner": "new", "epoch": 1})
+        os.kill(old.pid, signal.SIGCONT)
+        old.stdin.write("go\n")
+        old.stdin.flush()
+        line = old.stdout.readline().strip()
+        assert line.startswith("refused: task a: lost the claim"), line
+        assert old.wait(timeout=30) == 0
+    finally:
+        os.kill(old.pid, signal.SIGCONT) if old.poll() is None else None
+        old.kill()
+    assert json.loads(claims.result_path(tmp_path, "a").read_text()) == {"owner": "new", "epoch": 1}
