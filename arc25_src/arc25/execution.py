@@ -123,57 +123,63 @@ def _failed(kind: ErrorKind, message: str, n_grids: int, duration_s: float = 0.0
 
 
 def coerce_output(value: Any) -> tuple[np.ndarray | None, str | None]:
-    """A program's return value as an int64 grid, or (None, why it is not one).
+    """A program's return value as an int64 grid, or (None, why it is not one). Never raises.
 
-    Accepts any array-like numpy turns into a 2-D integer array with sides 1..30
-    and values 0..9: int arrays, lists of lists of ints, bool masks (0/1), and
-    floats that are all whole numbers. Rejects scalars, ragged lists, 1-D/3-D,
-    empty arrays, fractional or non-finite floats, and non-numeric objects.
+    The contract (barc-induction-format.md, section 3): a valid output is 2-D, each
+    side 1..30, every value an integer 0..9. Coerced: integer arrays of any width,
+    lists (or tuples) of lists of ints, floats that are all whole numbers. Invalid:
+    None, scalars and strings, 0-D/1-D/3-D arrays, ragged rows, empty arrays, bool
+    masks (`input_grid != 0` is a mask, not a grid of colours), object arrays,
+    fractional or non-finite floats, other dtypes, values outside 0..9.
     """
+    try:
+        return _coerce(value)
+    except BaseException as exc:  # e.g. a custom __array__ or __len__ raising
+        return None, f"cannot convert to an array: {_short(exc)}"
+
+
+def _coerce(value: Any) -> tuple[np.ndarray | None, str | None]:
     if value is None:
         return None, "transform returned None"
-    if isinstance(value, (bool, int, float, str, bytes)) or np.isscalar(value):
-        return None, f"transform returned a scalar {type(value).__name__}, not a grid"
+    if isinstance(value, (str, bytes)):
+        return None, f"transform returned a {type(value).__name__}, not a grid"
+    if isinstance(value, (bool, int, float, complex)) or np.isscalar(value):
+        return None, f"transform returned a scalar ({type(value).__name__}), not a grid"
     try:
         arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # numpy refuses ragged nesting
-        return None, f"not an array (ragged rows?): {_short(exc)}"
-    if arr.dtype == object:
-        return _coerce_object_array(arr)
+    except ValueError as exc:
+        if "inhomogeneous" in str(exc):  # numpy's word for rows of different lengths
+            return None, "ragged rows (not all the same length)"
+        return None, f"cannot convert to an array: {_short(exc)}"
+    if arr.dtype == object and arr.ndim == 0:  # numpy wrapped a dict, a set, a function...
+        return None, f"transform returned a {type(value).__name__}, not a grid"
     return _check_grid(arr)
 
 
-def _coerce_object_array(arr: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """Object arrays come from ragged lists (invalid) or Python ints mixed with other objects."""
-    if arr.ndim != 2:
-        return None, f"ragged or non-numeric rows (object array of shape {arr.shape})"
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.flat):
-        return None, "cells are not all integers"
-    try:
-        return _check_grid(arr.astype(np.int64))
-    except OverflowError:
-        return None, "values outside 0..9"
-
-
 def _check_grid(arr: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    if arr.ndim != 2:
-        return None, f"expected a 2-D grid, got {arr.ndim}-D with shape {arr.shape}"
+    """Shape first, then cell type, then the colour range."""
+    if arr.dtype == object:  # ragged nesting numpy accepted, None cells, huge ints, dicts...
+        return None, f"object array of shape {arr.shape}, not a grid of integers"
     if arr.size == 0:
-        return None, f"empty grid of shape {arr.shape}"
+        return None, f"empty array of shape {arr.shape}"
+    if arr.ndim != 2:
+        return None, f"{arr.ndim}-D array of shape {arr.shape}, not a 2-D grid"
     if not (1 <= arr.shape[0] <= MAX_SIDE and 1 <= arr.shape[1] <= MAX_SIDE):
         return None, f"shape {arr.shape} has a side outside 1..{MAX_SIDE}"
     kind = arr.dtype.kind
     if kind == "b":
-        arr = arr.astype(np.int64)
-    elif kind == "f":
+        return None, "bool array (a mask), not a grid of colours"
+    if kind == "f":
         if not np.all(np.isfinite(arr)):
-            return None, "non-finite float values"
-        if not np.all(arr == np.round(arr)):
-            return None, "float values with fractions"
+            return None, "non-finite float values (nan or inf)"
+        fractional = arr[arr != np.round(arr)]
+        if fractional.size:
+            return None, f"float values with a fraction (e.g. {fractional.flat[0]:g})"
     elif kind not in "iu":
         return None, f"cells of dtype {arr.dtype} are not integers"
-    if arr.min() < 0 or arr.max() > 9:
-        return None, f"values outside 0..9 (min {arr.min()}, max {arr.max()})"
+    low, high = arr.min(), arr.max()
+    if low < 0 or high > 9:
+        return None, f"values outside 0..9 (min {low:g}, max {high:g})"
     return arr.astype(np.int64), None
 
 
@@ -330,10 +336,7 @@ def _run_one(i: int, transform: Any, grid: np.ndarray) -> dict[str, Any]:
         return {"i": i, "kind": ErrorKind.MEMORY_LIMIT.value, "msg": _short(exc)}
     except BaseException as exc:
         return {"i": i, "kind": ErrorKind.EXCEPTION.value, "msg": _short(exc)}
-    try:
-        arr, why = coerce_output(value)
-    except BaseException as exc:  # e.g. a custom __array__ raising
-        arr, why = None, f"cannot convert: {_short(exc)}"
+    arr, why = coerce_output(value)
     if arr is None:
         return {"i": i, "kind": ErrorKind.INVALID_OUTPUT.value, "msg": why}
     digits = "".join(map(str, arr.ravel().tolist()))
