@@ -7,14 +7,19 @@ Prediction level (`PredictionMetrics`):
 - pixel similarity: mean over train grids of the fraction of equal cells when the
   shapes match, 0 otherwise (no output counts 0);
 - correct grids: fraction of train grids exactly right;
-- train pass: every train grid right; test pass: every test output right (None
-  when the solutions are unknown).
+- train pass: every train grid right; test pass: every test output right, and
+  test correct: which test outputs are right (both None when the solutions are
+  unknown).
 
 Task level (`TaskMetrics`): fractions of the above over the task's predictions,
 unique outputs (distinct output sets, by fingerprint, among predictions with valid
-outputs), train pass@n, pass@n (any prediction passes the test) and pass@2 of the
-two attempts that would be submitted (`arc25.attempts.select_attempts`, scored
-by `score_attempts`).
+outputs), train pass@n (some program right on every train example), pass@n and
+pass@2 of the two attempts that would be submitted
+(`arc25.attempts.select_attempts`, scored by `score_attempts`).
+
+pass@n counts per test input, as Kaggle scores: the fraction of test inputs that
+some prediction got right. Each test input is scored on its own, so one program
+answering the first and another the second solves the task (pass@n = 1).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class PredictionMetrics:
     test_pass: bool | None
     kind: str | None = None  # the program-level ErrorKind value, None when it ran cleanly
     outputs_key: str | None = None  # fingerprint of all outputs, set when they are all valid
+    test_correct: list[bool] | None = None  # per test input: output right (None: solutions unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,9 +79,9 @@ def score_prediction(task: Task, execution: TaskExecution) -> PredictionMetrics:
     train = execution.train_outputs
     correct = [same_grid(o, t) for o, t in zip(train, targets)]
     all_outputs = list(train) + list(execution.test_outputs)
-    test_pass = None
+    test_correct = None
     if task.test_outputs is not None:
-        test_pass = all(same_grid(o, t) for o, t in zip(execution.test_outputs, task.test_outputs))
+        test_correct = [same_grid(o, t) for o, t in zip(execution.test_outputs, task.test_outputs)]
     return PredictionMetrics(
         task_id=task.task_id,
         valid_code=execution.kind not in INVALID_CODE_KINDS,
@@ -83,10 +89,37 @@ def score_prediction(task: Task, execution: TaskExecution) -> PredictionMetrics:
         pixel_similarity=float(np.mean([pixel_similarity(o, t) for o, t in zip(train, targets)])),
         correct_grids=sum(correct) / len(correct),
         train_pass=all(correct),
-        test_pass=test_pass,
+        test_pass=None if test_correct is None else all(test_correct),
         kind=None if execution.kind is None else str(execution.kind),
         outputs_key=outputs_key(all_outputs),
+        test_correct=test_correct,
     )
+
+
+def pass_at_n(task: Task, predictions: Sequence[PredictionMetrics]) -> float | None:
+    """Fraction of the task's test inputs that some prediction got right; None without solutions.
+
+    Per test input, as Kaggle scores: two programs that each answer one of two test
+    inputs make 1.0. Predictions saved before `test_correct` existed count by their
+    `test_pass` (all test inputs or none).
+    """
+    if task.test_outputs is None:
+        return None
+    n = len(task.test_outputs)
+    solved = [False] * n
+    for p in predictions:
+        correct = p.test_correct if p.test_correct is not None else [bool(p.test_pass)] * n
+        solved = [s or bool(c) for s, c in zip(solved, correct)]
+    return sum(solved) / n
+
+
+def train_pass_at_n(predictions: Sequence[PredictionMetrics]) -> bool:
+    """Some program is right on every train example.
+
+    Unlike pass@n this is not split per example: a program is a candidate answer
+    only if it explains all the train pairs at once.
+    """
+    return any(p.train_pass for p in predictions)
 
 
 def score_attempts(task: Task, attempts: Attempts) -> float | None:
@@ -115,7 +148,7 @@ class TaskMetrics:
     correct_grids: float
     train_pass: float
     train_pass_at_n: bool
-    pass_at_n: bool | None
+    pass_at_n: float | None  # fraction of test inputs some prediction got right (`pass_at_n`)
     pass_at_2: float | None  # Kaggle score of the two selected attempts
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,8 +174,8 @@ def score_task(task: Task, predictions: Sequence[PredictionMetrics], attempts: A
         pixel_similarity=mean("pixel_similarity"),
         correct_grids=mean("correct_grids"),
         train_pass=mean("train_pass"),
-        train_pass_at_n=any(p.train_pass for p in predictions),
-        pass_at_n=any(bool(p.test_pass) for p in predictions) if known else None,
+        train_pass_at_n=train_pass_at_n(predictions),
+        pass_at_n=pass_at_n(task, predictions),
         pass_at_2=score_attempts(task, attempts) if known else None,
     )
 
@@ -171,8 +204,8 @@ def summary_rows(tasks: Sequence[TaskMetrics], predictions: Sequence[PredictionM
     rows.append(_row("train pass@n", _pct(count, n_tasks), f"{count}/{n_tasks} tasks"))
     scored = [t for t in tasks if t.pass_at_n is not None]
     if scored:
-        count = sum(bool(t.pass_at_n) for t in scored)
-        rows.append(_row("pass@n", _pct(count, len(scored)), f"{count}/{len(scored)} tasks"))
+        score = sum(t.pass_at_n or 0.0 for t in scored)
+        rows.append(_row("pass@n", f"{100 * score / len(scored):.1f}%", f"{score:g}/{len(scored)} tasks"))
         score = sum(t.pass_at_2 or 0.0 for t in scored)
         rows.append(_row("pass@2", f"{100 * score / len(scored):.1f}%", f"{score:g}/{len(scored)} tasks"))
     return rows
@@ -195,7 +228,7 @@ def task_rows(tasks: Sequence[TaskMetrics]) -> list[dict[str, str]]:
             "unique": str(t.unique_outputs),
             "pixels": f"{t.pixel_similarity:.2f}",
             "train": f"{t.train_pass:.2f}",
-            "pass@n": "-" if t.pass_at_n is None else str(int(t.pass_at_n)),
+            "pass@n": "-" if t.pass_at_n is None else f"{t.pass_at_n:g}",
             "pass@2": "-" if t.pass_at_2 is None else f"{t.pass_at_2:g}",
         })
     return rows
