@@ -1,6 +1,6 @@
-"""Session fixtures shared by the model tests: the tiny model folder and an HF backend on it.
+"""Session fixtures: the sandboxed executor, the tiny model folder and an HF backend on it.
 
-torch is imported only by tests that ask for these fixtures.
+torch is imported only by tests that ask for the model fixtures.
 """
 
 from __future__ import annotations
@@ -8,6 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+# The session executor's limits. Tests that check a timeout's message read `executor.timeout_s`.
+EXECUTOR_TIMEOUT_S = 0.5  # generous for the few-ms programs of the tests, short for the hanging ones
+EXECUTOR_MEMORY_MB = 512
+
+
+@pytest.fixture(scope="session")
+def executor():
+    """One real sandboxed `Executor` (2 workers) for the whole session.
+
+    Tests that kill or replace workers on purpose build their own, so this pool's
+    restart count stays meaningful.
+    """
+    from arc25.execution import Executor
+
+    with Executor(workers=2, timeout_s=EXECUTOR_TIMEOUT_S, memory_mb=EXECUTOR_MEMORY_MB) as ex:
+        yield ex
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +54,7 @@ def hf_backend(tiny_model_dir: Path):
     from arc25.backends.hf import HFBackend
     from arc25.config import LoraConfig, ModelConfig, TrainingConfig
 
-    backend = HFBackend(ModelConfig(path=str(tiny_model_dir), max_seq_len=4096), LoraConfig(),
+    backend = HFBackend(ModelConfig(path=str(tiny_model_dir)), LoraConfig(),
                         TrainingConfig(learning_rate=2e-3, warmup_steps=2, gradient_checkpointing=True), seed=0)
     yield backend
     backend.close()

@@ -13,6 +13,7 @@ import pytest
 
 from arc25.augment import Augmentation
 from arc25.prompts import PromptSpec, format_answer
+from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_ID = "007bbfb7"  # 3x3 -> 9x9 fractal, in the ARC Prize 2025 training set
@@ -38,16 +39,10 @@ def transform(input_grid):
 """
 
 
-def data_dir() -> Path:
-    """<repo>/../shared/data, the shared ARC data next to the repository."""
-    return REPO.parent / "shared" / "data" / "arc-prize-2025"
-
-
 @pytest.fixture(scope="module")
 def task_files(tmp_path_factory) -> tuple[Path, Path]:
-    base = data_dir()
-    challenges = json.loads((base / "arc-agi_training_challenges.json").read_text())
-    solutions = json.loads((base / "arc-agi_training_solutions.json").read_text())
+    challenges = json.loads(TRAIN_2025.read_text())
+    solutions = json.loads(TRAIN_2025_SOLUTIONS.read_text())
     folder = tmp_path_factory.mktemp("task")
     c, s = folder / "tiny_challenges.json", folder / "tiny_solutions.json"
     c.write_text(json.dumps({TASK_ID: challenges[TASK_ID]}))

@@ -9,7 +9,6 @@ import pytest
 
 from arc25 import report as report_module
 from arc25.backends.scripted import ScriptedBackend
-from arc25.execution import Executor
 from arc25.report import RunData, load_run, pass_at_n_curve, write_report
 from arc25.search_and_learn import solve_tasks
 from arc25.submission import score_submission, write_submission
@@ -32,18 +31,17 @@ def timeline_rows(run_dir, worker, task_ids, outcome="done"):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, executor):
     """A run folder as the workers leave it: results, predictions, run.json, timelines of 2 workers."""
     run_dir = tmp_path_factory.mktemp("run")
     all_tasks = load_tasks(TRAIN_2025, TRAIN_2025_SOLUTIONS)
     tasks = {t: all_tasks[t] for t in [SOLVED, *UNSOLVED, NEVER_RAN]}
     started = time.time()
-    with Executor(workers=2, timeout_s=0.5, memory_mb=512) as ex:
-        # the right program comes 4th: pass@n steps up after a few predictions
-        solve_tasks([tasks[SOLVED]], ScriptedBackend([IDENTITY, MIRROR, CRASH, RIGHT]), ex,
-                    config(max_epochs=3, stop_agreeing_programs=3), 60.0, run_dir / "tasks")
-        solve_tasks([tasks[t] for t in UNSOLVED], ScriptedBackend([IDENTITY, MIRROR, NO_CODE, CRASH]), ex,
-                    config(max_epochs=3), 60.0, run_dir / "tasks")
+    # the right program comes 4th: pass@n steps up after a few predictions
+    solve_tasks([tasks[SOLVED]], ScriptedBackend([IDENTITY, MIRROR, CRASH, RIGHT]), executor,
+                config(max_epochs=3, stop_agreeing_programs=3), 60.0, run_dir / "tasks")
+    solve_tasks([tasks[t] for t in UNSOLVED], ScriptedBackend([IDENTITY, MIRROR, NO_CODE, CRASH]), executor,
+                config(max_epochs=3), 60.0, run_dir / "tasks")
     (run_dir / "run.json").write_text(json.dumps({
         "challenges": str(TRAIN_2025), "task_ids": list(tasks), "n_workers": 2, "devices": ["cpu", "cpu"],
         "started_at": started, "time_limit_s": 600.0, "config": {"model": {"path": "scripted", "backend": "scripted"}}}))

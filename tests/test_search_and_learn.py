@@ -13,7 +13,7 @@ import pytest
 from arc25.attempts import select_attempts
 from arc25.backends.scripted import ScriptedBackend
 from arc25.config import Config
-from arc25.execution import Executor, TaskExecution
+from arc25.execution import TaskExecution
 from arc25.grid import grid_to_json
 from arc25.io import read_jsonl
 from arc25.metrics import PredictionMetrics
@@ -36,12 +36,6 @@ HANG = answer("    while True:\n        pass")
 CRASH = answer("    return input_grid[100]")
 NO_CODE = "I think the answer is to rotate the grid."
 SYNTAX = answer("    return (")
-
-
-@pytest.fixture(scope="module")
-def executor():
-    with Executor(workers=2, timeout_s=0.5, memory_mb=512) as ex:
-        yield ex
 
 
 @pytest.fixture(scope="module")
