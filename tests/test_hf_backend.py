@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 from arc25.backends import load_backend
-from arc25.backends.base import SamplingParams, TrainSample
-from arc25.backends.hf import IGNORE, HFBackend, collate
+from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample, generate_texts
+from arc25.backends.hf import IGNORE, HFBackend, _Row, collate
 from arc25.cli import build_parser
 from arc25.config import Config
 from arc25.errors import UserError
@@ -142,10 +143,12 @@ def test_too_long_samples_are_skipped(hf_backend, caplog):
     hf_backend.create_adapter("toolong")
     saved = hf_backend.training_config.max_seq_len
     try:
-        hf_backend.training_config.max_seq_len = 50
+        hf_backend.training_config.max_seq_len = 90
         with caplog.at_level(logging.WARNING, logger="arc25.backends.hf"):
-            stats = hf_backend.train("toolong", [TrainSample(short_messages("Black " * 40), "y")])
-        assert stats.steps == 0 and "skipped" in caplog.text
+            stats = hf_backend.train("toolong", [TrainSample(short_messages("Black " * 40), "y"),
+                                                 TrainSample(short_messages("Red"), "y")])
+        assert stats.steps == 1 and "skipped" in caplog.text
+        assert stats.trained == [1]  # the skipped sample is not reported as trained: it stays available
     finally:
         hf_backend.training_config.max_seq_len = saved
         hf_backend.drop_adapter("toolong")
@@ -162,11 +165,11 @@ def test_overfit_one_relabeled_sample_reproduces_program(hf_backend, arc_message
     try:
         stats = hf_backend.train("overfit", [sample] * 30)
         assert stats.steps == 30 and stats.tokens == 30 * len(hf_backend.encode(sample)[0])
-        [[completion]] = hf_backend.generate([arc_messages], greedy, adapter="overfit")
+        [[completion]] = generate_texts(hf_backend, [arc_messages], greedy, adapter="overfit")
         assert extract_code(completion) == SHORT_CODE, completion
         assert completion == sample.answer  # and it stopped at <|eot_id|>, which is not in the text
         # the base model is untouched
-        [[base]] = hf_backend.generate([arc_messages], greedy, adapter=None)
+        [[base]] = generate_texts(hf_backend, [arc_messages], greedy, adapter=None)
         assert extract_code(base) != SHORT_CODE
     finally:
         hf_backend.drop_adapter("overfit")
@@ -210,23 +213,23 @@ def test_reset_restores_initial_weights_and_optimizer(hf_backend):
 def test_same_seed_same_completions(hf_backend):
     prompts = [short_messages("Black Blue"), short_messages("Red Red Red\nGreen")]
     params = SamplingParams(n=3, temperature=1.0, top_p=0.95, max_tokens=6, seed=7)
-    first = hf_backend.generate(prompts, params)
+    first = generate_texts(hf_backend, prompts, params)
     assert [len(c) for c in first] == [3, 3] and all(isinstance(t, str) for c in first for t in c)
-    assert hf_backend.generate(prompts, params) == first
-    assert hf_backend.generate(prompts, SamplingParams(n=3, max_tokens=6, seed=8)) != first
+    assert generate_texts(hf_backend, prompts, params) == first
+    assert generate_texts(hf_backend, prompts, SamplingParams(n=3, max_tokens=6, seed=8)) != first
 
 
 def test_chunked_generation_keeps_order(hf_backend):
     prompts = [short_messages("Black Blue"), short_messages("Red Red Red\nGreen Green")]
     greedy = SamplingParams(n=2, temperature=0.0, max_tokens=5)
-    whole = hf_backend.generate(prompts, greedy)
+    whole = generate_texts(hf_backend, prompts, greedy)
     saved = hf_backend.max_batch_tokens
     try:
         hf_backend.max_batch_tokens = 1  # one row per chunk
-        assert hf_backend.generate(prompts, greedy) == whole
+        assert generate_texts(hf_backend, prompts, greedy) == whole
     finally:
         hf_backend.max_batch_tokens = saved
-    rows = [[1] * 10, [1] * 10, [1] * 30, [1] * 5]
+    rows = [_Row(0, 0, [1] * n, None, None) for n in (10, 10, 30, 5)]
     assert [len(c) for c in hf_backend._chunks(rows, max_new=10)] == [4]
     try:
         hf_backend.max_batch_tokens = 60  # (rows so far) x (widest prompt + new tokens) <= 60
@@ -239,7 +242,7 @@ def test_adapters_do_not_interfere(hf_backend):
     prompts = [short_messages("Pink Pink\nOrange")]
     params = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=3)
     ids = tokenize_prompt(hf_backend.tokenizer, prompts[0])
-    base_text = hf_backend.generate(prompts, params, adapter=None)
+    base_text = generate_texts(hf_backend, prompts, params, adapter=None)
     base = logits(hf_backend, ids, None)
     hf_backend.create_adapter("trained")
     hf_backend.create_adapter("untouched")
@@ -249,22 +252,104 @@ def test_adapters_do_not_interfere(hf_backend):
         assert all(torch.equal(p, q) for p, q in zip(hf_backend.adapters["untouched"].params, untouched))
         assert torch.equal(logits(hf_backend, ids, "untouched"), base)
         assert not torch.equal(logits(hf_backend, ids, "trained"), base)
-        assert hf_backend.generate(prompts, params, adapter="untouched") == base_text
-        assert hf_backend.generate(prompts, params, adapter=None) == base_text  # adapters really disabled
-        assert hf_backend.generate(prompts, params, adapter="trained") != base_text
+        assert generate_texts(hf_backend, prompts, params, adapter="untouched") == base_text
+        assert generate_texts(hf_backend, prompts, params, adapter=None) == base_text  # adapters really disabled
+        assert generate_texts(hf_backend, prompts, params, adapter="trained") != base_text
         with pytest.raises(KeyError):
-            hf_backend.generate(prompts, params, adapter="missing")
+            generate_texts(hf_backend, prompts, params, adapter="missing")
     finally:
         hf_backend.drop_adapter("trained")
         hf_backend.drop_adapter("untouched")
-    assert hf_backend.generate(prompts, params) == base_text  # no adapter left: plain base model
+    assert generate_texts(hf_backend, prompts, params) == base_text  # no adapter left: plain base model
     assert hf_backend.timings.as_dict().keys() >= {"load", "generate", "train", "create", "reset"}
+
+
+# --- interface v2: requests, finish reasons, deadlines, versions, export/import ----------------------
+
+
+def test_one_call_mixes_base_and_two_adapters(hf_backend):
+    """Rows of different adapters share a batch (peft adapter_names) and equal their separate calls."""
+    prompts = [short_messages("Pink Pink\nOrange"), short_messages("Blue")]
+    greedy = SamplingParams(n=2, temperature=0.0, max_tokens=8)
+    hf_backend.create_adapter("mixa")
+    hf_backend.create_adapter("mixb")
+    try:
+        hf_backend.train("mixa", [TrainSample(prompts[0], format_answer(SHORT_CODE))] * 3)
+        hf_backend.train("mixb", [TrainSample(prompts[0], "Black Black Black Black")] * 3)
+        alone = [generate_texts(hf_backend, prompts, greedy, adapter=a) for a in (None, "mixa", "mixb")]
+        assert alone[0] != alone[1] and alone[1] != alone[2]  # three different models
+        mixed = hf_backend.generate([GenerationRequest(prompts, greedy, a) for a in (None, "mixa", "mixb")])
+        assert [[[c.text for c in cs] for cs in answer] for answer in mixed] == alone
+        assert all(c.finish_reason in ("stop", "length") and c.prompt_tokens > 0 and 0 < c.completion_tokens <= 8
+                   for answer in mixed for cs in answer for c in cs)
+    finally:
+        hf_backend.drop_adapter("mixa")
+        hf_backend.drop_adapter("mixb")
+
+
+def test_finish_reasons_and_token_counts(hf_backend, arc_messages):
+    [[[c]]] = hf_backend.generate([GenerationRequest([arc_messages], SamplingParams(n=1, temperature=0.0,
+                                                                                    max_tokens=5))])
+    assert c.finish_reason == "length" and c.completion_tokens == 5 and c.truncated
+    assert c.prompt_tokens == len(tokenize_prompt(hf_backend.tokenizer, arc_messages))
+    sample = TrainSample(arc_messages, "Done.")
+    hf_backend.create_adapter("stopper")
+    try:
+        hf_backend.train("stopper", [sample] * 25)
+        [[[c]]] = hf_backend.generate([GenerationRequest([arc_messages], SamplingParams(n=1, temperature=0.0,
+                                                                                        max_tokens=40), "stopper")])
+        assert (c.text, c.finish_reason, c.truncated) == ("Done.", "stop", False)
+        assert c.completion_tokens == len(hf_backend.tokenizer("Done.", add_special_tokens=False)["input_ids"]) + 1
+    finally:
+        hf_backend.drop_adapter("stopper")
+
+
+def test_deadline_cuts_generation_and_keeps_partial_text(hf_backend):
+    prompts = [short_messages("Black Blue")]
+    long = SamplingParams(n=2, temperature=1.0, max_tokens=100_000, seed=1)
+    # a deadline already past: nothing starts, nothing is returned, no waiting
+    [[past]] = hf_backend.generate([GenerationRequest(prompts, long, None, time.time() - 1)])
+    assert past == []
+    # a request with a deadline beside one without: only the first is cut
+    start = time.time()
+    cut, whole = hf_backend.generate([GenerationRequest(prompts, long, None, start + 1.0),
+                                      GenerationRequest(prompts, SamplingParams(n=1, max_tokens=3), None)])
+    assert time.time() - start < 30  # not 100k tokens: the deadline ended the call (generous for a loaded CPU)
+    # rows that started were cut with their text so far; a chunk not started by then is left out
+    assert 1 <= len(cut[0]) <= 2 and all(c.finish_reason == "deadline" for c in cut[0])
+    assert all(0 < c.completion_tokens < 100_000 for c in cut[0])
+    assert [c.finish_reason for c in whole[0]] == ["length"]
+
+
+def test_versions_export_import(hf_backend):
+    prompts = [short_messages("Pink Pink\nOrange")]
+    ids = tokenize_prompt(hf_backend.tokenizer, prompts[0])
+    hf_backend.create_adapter("src")
+    hf_backend.create_adapter("dst")
+    try:
+        seen = [hf_backend.adapter_version("src"), hf_backend.adapter_version("dst")]
+        hf_backend.train("src", [TrainSample(prompts[0], format_answer(SHORT_CODE))] * 3)
+        seen.append(hf_backend.adapter_version("src"))
+        tensors = hf_backend.export_adapter("src")
+        assert tensors and all(t.device.type == "cpu" and ".src." not in k for k, t in tensors.items())
+        hf_backend.import_adapter("dst", tensors)
+        seen.append(hf_backend.adapter_version("dst"))
+        assert torch.equal(logits(hf_backend, ids, "dst"), logits(hf_backend, ids, "src"))
+        hf_backend.reset_adapter("src")
+        seen.append(hf_backend.adapter_version("src"))
+        assert len(set(seen)) == len(seen) and seen == sorted(seen)  # every change: a new, larger number
+        assert not torch.equal(logits(hf_backend, ids, "dst"), logits(hf_backend, ids, "src"))
+        stats = hf_backend.train("src", [TrainSample(prompts[0], "x")], deadline=time.time() - 1)
+        assert stats.steps == 0 and stats.trained == [] and hf_backend.adapter_version("src") == seen[-1]
+    finally:
+        hf_backend.drop_adapter("src")
+        hf_backend.drop_adapter("dst")
 
 
 # --- factory -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["vllm", "unsloth", "nonsense"])
+@pytest.mark.parametrize("name", ["nonsense"])
 def test_load_backend_rejects_unavailable(name):
     config = Config()
     config.model.backend = name
@@ -291,4 +376,4 @@ def test_load_backend_scripted(tmp_path):
     config = Config()
     config.model.backend, config.model.path = "scripted", str(path)
     backend = load_backend(config)
-    assert backend.generate([short_messages("x")], SamplingParams(n=2)) == [["hello", "hello"]]
+    assert generate_texts(backend, [short_messages("x")], SamplingParams(n=2)) == [["hello", "hello"]]

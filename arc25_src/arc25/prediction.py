@@ -27,6 +27,12 @@ class Prediction:
     code: str | None
     execution: TaskExecution
     metrics: PredictionMetrics
+    finish_reason: str = "stop"  # stop | length | deadline: a cut-off answer is not a wrong program
+    completion_tokens: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason != "stop"
 
     @property
     def train_outputs(self) -> list[np.ndarray | None]:
@@ -74,7 +80,8 @@ class Prediction:
 
         return {
             "epoch": self.epoch, "index": self.index, "prompt": self.prompt.to_dict(),
-            "completion": self.completion, "code": self.code,
+            "completion": self.completion, "code": self.code, "finish_reason": self.finish_reason,
+            "completion_tokens": self.completion_tokens,
             **self.metrics.to_dict(), "error_message": self.execution.error,
             "duration_s": round(self.execution.duration_s, 4),
             "train_outputs": grids(self.train_outputs), "test_outputs": grids(self.test_outputs),
@@ -94,4 +101,5 @@ class Prediction:
         fields = PredictionMetrics.__dataclass_fields__
         metrics = PredictionMetrics(**{k: row[k] for k in fields if k in row})
         return cls(metrics.task_id, int(row["epoch"]), int(row["index"]), PromptSpec.from_dict(row["prompt"]),
-                   row["completion"], row["code"], execution, metrics)
+                   row["completion"], row["code"], execution, metrics, row.get("finish_reason", "stop"),
+                   int(row.get("completion_tokens", 0)))

@@ -1,14 +1,20 @@
-"""Search and learn for one ARC task, one phase per call.
+"""Search and learn for one ARC task, as a state machine a scheduler drives.
 
-    search: sample completions under fresh augmentations, run the programs, score
-    stop:   when solved with confidence, or the budget / epochs / predictions are spent
-    learn:  relabel this epoch's programs (hindsight) and train the task's LoRA on them
+    search:  the solver offers its next engine request (this epoch's prompts under fresh
+             augmentations, its adapter or the base model, its deadline)
+    execute: the scheduler hands back the completions; their programs run in the sandbox
+    learn:   relabel this epoch's programs (hindsight) and train the task's LoRA on them
+    done:    solved with confidence, or the budget / epochs / predictions are spent
 
-`TaskSolver.step()` advances one phase and returns, so a worker can interleave
-several tasks on one GPU. After every search the task's result (best attempts so
-far, per-epoch metrics, time breakdown) is written atomically, so a crash loses at
-most the epoch in flight; a solver started on a task that has earlier predictions on
+`request()`, `accept()`, `executed()` and `learn()` move the solver through the
+phases without ever blocking on the engine or the executor, so one worker can keep
+several tasks in flight and serve all their prompts in one engine call
+(`arc25.scheduler`). `step()` runs one phase the simple way (one task, blocking),
+for `run()` and tests. After every search the task's result (best attempts so far,
+per-epoch metrics, time breakdown) is written atomically, so a crash loses at most
+the epoch in flight; a solver started on a task that has earlier predictions on
 disk resumes from them (a crashed, interrupted or re-run task never loses answers).
+Every write happens inside `fence()`: a worker that lost its claim writes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import math
 import random
 import time
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,15 +34,15 @@ import numpy as np
 
 from arc25.attempts import select_attempts
 from arc25.augment import Augmentation
-from arc25.backends.base import Backend, SamplingParams, Timings
+from arc25.backends.base import Backend, Completion, GenerationRequest, SamplingParams, Timings
 from arc25.config import Config, derive_seed
-from arc25.execution import Executor, execute_on_tasks
+from arc25.execution import Executor, TaskExecution, execute_on_tasks
 from arc25.grid import fingerprint, grid_to_json
 from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl
 from arc25.metrics import score_prediction
 from arc25.prediction import Prediction
 from arc25.prompts import PromptSpec, build_messages, extract_code
-from arc25.relabel import Relabeler
+from arc25.relabel import Relabeler, training_sample
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -59,33 +66,53 @@ class EpochRecord:
     train_loss: float | None = None
     search_s: float = 0.0
     learn_s: float = 0.0
+    truncated: int = 0  # completions cut by max_tokens or the deadline (no program: not a wrong one)
+    tokens: int = 0  # completion tokens generated
 
 
 @dataclass
 class SolverState:
     epoch: int = 0
-    phase: str = "search"  # search | learn | done
+    phase: str = "search"  # search | generate | execute | learn | done
     stop_reason: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
 
 
+Job = tuple[str | None, Task, Augmentation]  # one program to run: (code, task, augmentation)
+
+
+@dataclass
+class Draft:
+    """A completion waiting for its program to run."""
+
+    spec: PromptSpec
+    completion: Completion
+    code: str | None
+
+
 class TaskSolver:
-    """Search and learn on one task; `step()` runs one phase, `run()` runs to the end."""
+    """Search and learn on one task: a state machine (`request` / `accept` / `executed` / `learn`).
+
+    `budget_s` is the task's own time; `deadline` (absolute time.time()) is the run's.
+    Generation is cut at whichever comes first, so the budget holds inside an epoch.
+    """
 
     def __init__(
         self,
         task: Task,
         backend: Backend,
-        executor: Executor,
+        executor: Executor | None,
         config: Config,
         budget_s: float,
         out_dir: str | Path | None = None,
         adapter: str = "task",
         clock: Callable[[], float] = time.monotonic,
+        deadline: float | None = None,
+        fence: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.task, self.backend, self.executor, self.config = task, backend, executor, config
-        self.budget_s, self.adapter, self.clock = budget_s, adapter, clock
+        self.budget_s, self.adapter, self.clock, self.fence = budget_s, adapter, clock, fence
         self.out_dir = Path(out_dir) / task.task_id if out_dir is not None else None
         self.state = SolverState()
         self.timings = Timings()
@@ -93,9 +120,13 @@ class TaskSolver:
         self.adapter_ready = False  # the first search samples from the base model
         self.started = clock()
         self.started_wall = time.time()
+        self.deadline = min(self.started_wall + budget_s, deadline if deadline is not None else math.inf)
+        self._drafts: list[Draft] = []
+        self._search_started = 0.0
         if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._resume()
+            with self.fence():
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self._resume()
 
     def _resume(self) -> None:
         """Carry on from the predictions of an earlier attempt at this task (crash, deadline, re-run).
@@ -130,11 +161,17 @@ class TaskSolver:
         """The per-epoch records of the earlier attempt, when its result file is readable."""
         try:
             rows = json.loads((self.out_dir / RESULT_FILE).read_text())["epochs"]
-            return [EpochRecord(**row) for row in rows if row["epoch"] < self.state.epoch]
+            known = EpochRecord.__dataclass_fields__
+            return [EpochRecord(**{k: v for k, v in row.items() if k in known})
+                    for row in rows if row["epoch"] < self.state.epoch]
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the state machine ------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        return self.state.phase
+
     @property
     def done(self) -> bool:
         return self.state.phase == "done"
@@ -144,16 +181,17 @@ class TaskSolver:
         return self.clock() - self.started
 
     def step(self) -> bool:
-        """Advance one phase; True while there is more to do."""
+        """Advance one phase the blocking way (one task alone); True while there is more to do."""
         if self.state.phase == "search":
-            self._search()
-            self.state.phase = self._after_search()
-            if self.state.phase == "done":
-                self._finish()
+            request = self.request()
+            with self.timings.measure("generate"):
+                [completions] = self.backend.generate([request])
+            jobs = self.accept(completions)
+            with self.timings.measure("execute"):
+                executions = execute_on_tasks(self.executor, jobs)
+            self.executed(executions)
         elif self.state.phase == "learn":
-            self._learn()
-            self.state.epoch += 1
-            self.state.phase = "search"
+            self.learn()
         return not self.done
 
     def run(self) -> dict[str, Any]:
@@ -183,34 +221,47 @@ class TaskSolver:
         seed = derive_seed(self.config.seed, self.task.task_id, self.state.epoch, "sample")
         return SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=seed)
 
-    def _search(self) -> None:
-        start = self.clock()
+    def request(self) -> GenerationRequest:
+        """This epoch's engine request (search phase -> generate)."""
+        assert self.state.phase == "search", self.state.phase
+        self._search_started = self.clock()
         cfg = self.config
         remaining = cfg.search.max_predictions - len(self.state.predictions)
         wanted = min(cfg.search.predictions_per_epoch, remaining)
         n = min(cfg.sampling.n_per_prompt, wanted)
-        specs = self._prompt_specs(math.ceil(wanted / n))
+        self._specs = self._prompt_specs(math.ceil(wanted / n))
         with self.timings.measure("other"):
-            prompts = [build_messages(self.task, spec) for spec in specs]
-        with self.timings.measure("generate"):
-            adapter = self.adapter if self.adapter_ready else None
-            completions = self.backend.generate(prompts, self._sampling_params(n), adapter=adapter)
-        with self.timings.measure("execute"):
-            new = self._execute(specs, completions)
+            prompts = [build_messages(self.task, spec) for spec in self._specs]
+        self.state.phase = "generate"
+        adapter = self.adapter if self.adapter_ready else None
+        return GenerationRequest(prompts, self._sampling_params(n), adapter, self.deadline)
+
+    def accept(self, completions: list[list[Completion]]) -> list[Job]:
+        """The engine's answer (generate -> execute): the programs to run, in order."""
+        assert self.state.phase == "generate", self.state.phase
+        self._drafts = [Draft(spec, c, extract_code(c.text) if c.finish_reason != "deadline" else None)
+                        for spec, cs in zip(self._specs, completions) for c in cs]
+        self.state.phase = "execute"
+        return [(d.code, self.task, d.spec.augmentation) for d in self._drafts]
+
+    def executed(self, executions: list[TaskExecution]) -> None:
+        """What the programs did (execute -> learn, search or done); saves the epoch."""
+        assert self.state.phase == "execute", self.state.phase
+        task, first = self.task, len(self.state.predictions)
+        new = [
+            Prediction(task.task_id, self.state.epoch, first + i, d.spec, d.completion.text, d.code, ex,
+                       score_prediction(task, ex), d.completion.finish_reason, d.completion.completion_tokens)
+            for i, (d, ex) in enumerate(zip(self._drafts, executions))
+        ]
+        self._drafts = []
         self.state.predictions.extend(new)
-        self.state.epochs.append(self._epoch_record(new, self.clock() - start))
+        self.state.epochs.append(self._epoch_record(new, self.clock() - self._search_started))
         with self.timings.measure("other"):
             self._save(new)
-        log.info("%s epoch %d: %s", self.task.task_id, self.state.epoch, self._summary(self.state.epochs[-1]))
-
-    def _execute(self, specs: list[PromptSpec], completions: list[list[str]]) -> list[Prediction]:
-        task, first = self.task, len(self.state.predictions)
-        drafts = [(spec, text, extract_code(text)) for spec, texts in zip(specs, completions) for text in texts]
-        executions = execute_on_tasks(self.executor, [(code, task, spec.augmentation) for spec, _, code in drafts])
-        return [
-            Prediction(task.task_id, self.state.epoch, first + i, spec, text, code, ex, score_prediction(task, ex))
-            for i, ((spec, text, code), ex) in enumerate(zip(drafts, executions))
-        ]
+        log.info("%s epoch %d: %s", task.task_id, self.state.epoch, self._summary(self.state.epochs[-1]))
+        self.state.phase = self._after_search()
+        if self.state.phase == "done":
+            self._finish()
 
     def _epoch_record(self, new: list[Prediction], search_s: float) -> EpochRecord:
         known = self.task.test_outputs is not None
@@ -224,6 +275,8 @@ class TaskSolver:
             test_pass=sum(bool(p.test_pass) for p in new) if known else None,
             best_correct_grids=max((p.correct_grids for p in new), default=0.0),
             search_s=search_s,
+            truncated=sum(p.truncated for p in new),
+            tokens=sum(p.completion_tokens for p in new),
         )
 
     @staticmethod
@@ -253,7 +306,7 @@ class TaskSolver:
             reason = "max_predictions"
         elif st.epoch + 1 >= s.max_epochs:
             reason = "max_epochs"
-        elif self.elapsed_s + self._next_epoch_estimate_s() > self.budget_s:
+        elif time.time() >= self.deadline or self.elapsed_s + self._next_epoch_estimate_s() > self.budget_s:
             reason = "budget"
         if reason:
             st.stop_reason = reason
@@ -271,22 +324,29 @@ class TaskSolver:
         return last.search_s + learn
 
     # -- learn --------------------------------------------------------------------------
-    def _learn(self) -> None:
+    def learn(self) -> None:
+        """Relabel and train the task's adapter (learn -> search)."""
+        assert self.state.phase == "learn", self.state.phase
         start = self.clock()
         if not self.adapter_ready:
             with self.timings.measure("reset"):
                 self.backend.reset_adapter(self.adapter)
             self.adapter_ready = True
         with self.timings.measure("relabel"):
-            samples = self.relabeler.samples(self.task, self.state.predictions)
+            chosen = self.relabeler.select(self.state.predictions)
+            samples = [training_sample(self.task, p) for p in chosen]
         record = self.state.epochs[-1]
-        record.train_samples = len(samples)
         if samples:
             with self.timings.measure("train"):
-                stats = self.backend.train(self.adapter, samples)
-            record.train_loss = stats.mean_loss
+                stats = self.backend.train(self.adapter, samples, deadline=self.deadline)
+            self.relabeler.record_training(chosen, stats.trained)
+            record.train_samples = len(stats.trained)
+            record.train_loss = stats.mean_loss if stats.steps else None
         record.learn_s = self.clock() - start
-        log.info("%s epoch %d: trained on %d relabeled samples", self.task.task_id, self.state.epoch, len(samples))
+        log.info("%s epoch %d: trained on %d relabeled samples", self.task.task_id, self.state.epoch,
+                 record.train_samples)
+        self.state.epoch += 1
+        self.state.phase = "search"
 
     # -- results ------------------------------------------------------------------------
     def attempts(self) -> list[list[np.ndarray]]:
@@ -325,12 +385,14 @@ class TaskSolver:
     def _save(self, new: list[Prediction]) -> None:
         if self.out_dir is None:
             return
-        append_jsonl_gz(self.out_dir / PREDICTIONS_FILE, (p.to_dict() for p in new))
-        atomic_write_json(self.out_dir / RESULT_FILE, self.result())
+        with self.fence():
+            append_jsonl_gz(self.out_dir / PREDICTIONS_FILE, (p.to_dict() for p in new))
+            atomic_write_json(self.out_dir / RESULT_FILE, self.result())
 
     def _finish(self) -> None:
         if self.out_dir is not None:
-            atomic_write_json(self.out_dir / RESULT_FILE, self.result())
+            with self.fence():
+                atomic_write_json(self.out_dir / RESULT_FILE, self.result())
         log.info("%s done (%s) after %d epochs, %d predictions, %.1f s", self.task.task_id, self.state.stop_reason,
                  len(self.state.epochs), len(self.state.predictions), self.elapsed_s)
 
@@ -339,11 +401,23 @@ ADAPTER_SLOT = "slot0"
 
 
 def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config: Config, budget_s: float,
-                out_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Solve tasks one after another on one device, reusing one adapter slot (reset per task)."""
-    backend.create_adapter(ADAPTER_SLOT)
-    results = []
-    for task in tasks:
-        solver = TaskSolver(task, backend, executor, config, budget_s, out_dir, adapter=ADAPTER_SLOT)
-        results.append(solver.run())
-    return results
+                out_dir: str | Path | None = None, tasks_in_flight: int = 1) -> list[dict[str, Any]]:
+    """Solve tasks on one device, `tasks_in_flight` at a time through the scheduler; results in task order.
+
+    Adapter slots are created once and reset per task, as a worker does.
+    """
+    from arc25.scheduler import Scheduler, adapter_slots
+
+    slots = adapter_slots(backend, tasks_in_flight)
+    results: dict[str, dict[str, Any]] = {}
+    queue = list(tasks)
+
+    def refill(free_slot: str) -> TaskSolver | None:
+        if not queue:
+            return None
+        return TaskSolver(queue.pop(0), backend, executor, config, budget_s, out_dir, adapter=free_slot)
+
+    with Scheduler(backend, executor, slots, refill) as scheduler:
+        for solver in scheduler.run():
+            results[solver.task.task_id] = solver.result()
+    return [results[t.task_id] for t in tasks]

@@ -151,3 +151,10 @@ class Backend(Protocol):
 def time_left(deadline: float | None) -> float:
     """Seconds until `deadline` (inf without one)."""
     return float("inf") if deadline is None else deadline - time.time()
+
+
+def generate_texts(backend: Backend, prompts: list[Messages], params: SamplingParams,
+                   adapter: str | None = None, deadline: float | None = None) -> list[list[str]]:
+    """One request's completion texts per prompt: the simple call for scripts and tests."""
+    [answer] = backend.generate([GenerationRequest(prompts, params, adapter, deadline)])
+    return [[c.text for c in cs] for cs in answer]

@@ -17,23 +17,25 @@ added special tokens: exactly one BOS) in both generation and training.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import warnings
 import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 
-from arc25.backends.base import SamplingParams, Timings, TrainSample, TrainStats
+from arc25.backends.base import (Completion, Completions, GenerationRequest, SamplingParams, Timings,
+                                 TrainSample, TrainStats)
 from arc25.config import Config, LoraConfig, ModelConfig, TrainingConfig
 from arc25.errors import UserError
 from arc25.prompts import Messages, tokenize_prompt
@@ -91,6 +93,7 @@ class TrainBatch:
     labels: torch.Tensor  # [B, T], IGNORE on prompt and padding
     target_mask: torch.Tensor  # [B, T-1], True where position t predicts a labelled token t+1
     targets: torch.Tensor  # [N] the labelled next tokens, in target_mask order
+    samples: list[int] = field(default_factory=list)  # indices of the samples in this batch
 
     @property
     def n_tokens(self) -> int:
@@ -120,6 +123,46 @@ def collate(encoded: list[tuple[list[int], list[int]]], pad_id: int, device: tor
 
 
 # ---------------------------------------------------------------------------------------------
+# Generation rows
+
+BASE_ROW = "__base__"  # peft's adapter name for rows that use the base model in a mixed batch
+
+
+@dataclass
+class _Row:
+    request: int
+    prompt: int
+    ids: list[int]
+    adapter: str | None
+    deadline: float | None
+
+
+def _chunk_seed(seeds: list[int]) -> int:
+    if len(seeds) == 1:
+        return seeds[0]
+    return zlib.crc32(",".join(map(str, seeds)).encode())
+
+
+class _DeadlineStop(StoppingCriteria):
+    """Ends each row at its own deadline and remembers how many tokens it had by then."""
+
+    def __init__(self, deadlines: list[float | None], prompt_width: int) -> None:
+        self.deadlines = deadlines
+        self.prompt_width = prompt_width
+        self.cut_at: list[int | None] = [None] * len(deadlines)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        now = time.time()
+        generated = input_ids.shape[1] - self.prompt_width
+        done = []
+        for i, deadline in enumerate(self.deadlines):
+            if self.cut_at[i] is None and deadline is not None and now >= deadline:
+                self.cut_at[i] = generated
+            done.append(self.cut_at[i] is not None)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+# ---------------------------------------------------------------------------------------------
 # The backend
 
 
@@ -129,6 +172,7 @@ class AdapterState:
     initial: list[torch.Tensor]  # their values at creation, for reset
     optimizer: torch.optim.Optimizer | None = None  # created at the first train call after create/reset
     steps: int = 0  # optimizer steps since create/reset (drives warmup)
+    version: int = 0  # a new number at every create, train, reset and import (unique across adapters)
 
 
 class HFBackend:
@@ -148,6 +192,10 @@ class HFBackend:
         self.peft: PeftModel | None = None  # wrapped at the first create_adapter, then kept
         self._prompt_cache: OrderedDict[tuple, list[int]] = OrderedDict()
         self._prompt_cache_size = prompt_cache_size
+        self._versions = itertools.count(1)
+        # peft mixes adapters within one generate call through `adapter_names` (a row's LoRA is
+        # applied to that row only), so any number of adapters can share a call
+        self.max_adapters_per_call = 1 << 30
         with self.timings.measure("load"):
             self._load()
 
@@ -201,7 +249,8 @@ class HFBackend:
             for p in params:
                 if p.dtype != torch.float32:  # fp32 adapter weights under a bf16 model: AdamW needs the precision
                     p.data = p.data.float()
-            self.adapters[name] = AdapterState(params, [p.detach().clone() for p in params])
+            self.adapters[name] = AdapterState(params, [p.detach().clone() for p in params],
+                                               version=next(self._versions))
             log.debug("adapter %s created (%d tensors)", name, len(params))
 
     def reset_adapter(self, name: str) -> None:
@@ -212,6 +261,24 @@ class HFBackend:
                     p.copy_(init)
                     p.grad = None
             state.optimizer, state.steps = None, 0
+            state.version = next(self._versions)
+
+    def adapter_version(self, name: str) -> int:
+        return self._state(name).version
+
+    def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
+        self._state(name)
+        tensors = get_peft_model_state_dict(self.peft, adapter_name=name)
+        return {key: t.detach().to("cpu", copy=True).contiguous() for key, t in tensors.items()}
+
+    def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        state = self._state(name)
+        result = set_peft_model_state_dict(self.peft, tensors, adapter_name=name)
+        missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k and f".{name}." in k]
+        if missing:
+            raise ValueError(f"adapter {name!r}: imported weights lack {len(missing)} tensors, e.g. {missing[0]}")
+        state.optimizer, state.steps = None, 0  # moments of other weights would mislead the next steps
+        state.version = next(self._versions)
 
     def drop_adapter(self, name: str) -> None:
         if self.adapters.pop(name, None) is not None:
@@ -264,17 +331,36 @@ class HFBackend:
 
     # --- generation ----------------------------------------------------------------------------
 
-    def generate(self, prompts: list[Messages], params: SamplingParams, adapter: str | None = None) -> list[list[str]]:
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        """All requests' rows, batched across requests (and adapters) by sampling settings.
+
+        Rows of different adapters share a forward pass through peft's `adapter_names`.
+        HF has one random stream per call, so a chunk is seeded from the seeds of the
+        requests in it: a request alone reproduces exactly, a mix reproduces for the same mix.
+        """
         with self.timings.measure("generate"):
-            rows = [ids for m in prompts for ids in [self.prompt_ids(m)] * params.n]
-            config = self._generation_config(params)
-            texts: list[str] = []
-            cuda = [self.device] if self.device.type == "cuda" else []
-            with self.using(adapter) as model, torch.inference_mode(), torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(params.seed)
-                for chunk in self._chunks(rows, params.max_tokens):
-                    texts.extend(self._generate_chunk(model, chunk, config))
-            return [texts[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
+            out: Completions = [[[] for _ in r.prompts] for r in requests]
+            groups: dict[tuple, list[_Row]] = {}
+            for i, request in enumerate(requests):
+                p = request.params
+                key = (p.temperature, p.top_p, p.max_tokens)
+                for j, messages in enumerate(request.prompts):
+                    ids = self.prompt_ids(messages)
+                    groups.setdefault(key, []).extend(
+                        _Row(i, j, ids, request.adapter, request.deadline) for _ in range(p.n))
+            for rows in groups.values():
+                params = requests[rows[0].request].params
+                config = self._generation_config(params)
+                seed = _chunk_seed([requests[i].params.seed for i in sorted({r.request for r in rows})])
+                cuda = [self.device] if self.device.type == "cuda" else []
+                with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+                    torch.manual_seed(seed)
+                    for chunk in self._chunks(rows, params.max_tokens):
+                        live = [r for r in chunk if r.deadline is None or time.time() < r.deadline]
+                        if live:
+                            for row, completion in zip(live, self._generate_chunk(live, config)):
+                                out[row.request][row.prompt].append(completion)
+            return out
 
     def _generation_config(self, params: SamplingParams) -> GenerationConfig:
         common = dict(max_new_tokens=params.max_tokens, eos_token_id=self.stop_ids,
@@ -285,34 +371,63 @@ class HFBackend:
         return GenerationConfig(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0,
                                 **common)
 
-    def _chunks(self, rows: list[list[int]], max_new: int) -> Iterator[list[list[int]]]:
+    def _chunks(self, rows: list[_Row], max_new: int) -> Iterator[list[_Row]]:
         """Consecutive rows whose padded (prompt + new tokens) size fits max_batch_tokens."""
-        chunk: list[list[int]] = []
+        chunk: list[_Row] = []
         width = 0
         for row in rows:
-            new_width = max(width, len(row))
+            new_width = max(width, len(row.ids))
             if chunk and (len(chunk) + 1) * (new_width + max_new) > self.max_batch_tokens:
                 yield chunk
-                chunk, new_width = [], len(row)
+                chunk, new_width = [], len(row.ids)
             chunk.append(row)
             width = new_width
         if chunk:
             yield chunk
 
-    def _generate_chunk(self, model: torch.nn.Module, rows: list[list[int]], config: GenerationConfig) -> list[str]:
-        width = max(len(r) for r in rows)
+    @contextmanager
+    def _model_for(self, adapters: list[str | None]) -> Iterator[tuple[torch.nn.Module, dict]]:
+        """The model and generate() kwargs for rows with these adapters (one each)."""
+        distinct = set(adapters)
+        if len(distinct) == 1:
+            with self.using(adapters[0]) as model:
+                yield model, {}
+            return
+        for name in distinct - {None}:
+            self._state(name)
+        names = [BASE_ROW if a is None else a for a in adapters]
+        yield self.peft, {"adapter_names": names}
+
+    def _generate_chunk(self, rows: list[_Row], config: GenerationConfig) -> list[Completion]:
+        width = max(len(r.ids) for r in rows)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):  # left padding: every row's answer starts at column `width`
-            input_ids[i, width - len(row) :] = torch.tensor(row)
-            attention_mask[i, width - len(row) :] = 1
-        out = model.generate(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-                             generation_config=config)
-        return self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            input_ids[i, width - len(row.ids) :] = torch.tensor(row.ids)
+            attention_mask[i, width - len(row.ids) :] = 1
+        deadlines = _DeadlineStop([r.deadline for r in rows], width)
+        with self._model_for([r.adapter for r in rows]) as (model, extra):
+            out = model.generate(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                 generation_config=config, stopping_criteria=[deadlines], **extra)
+        new = out[:, width:].tolist()
+        return [self._completion(row, tokens, deadlines.cut_at[i], config.max_new_tokens)
+                for i, (row, tokens) in enumerate(zip(rows, new))]
+
+    def _completion(self, row: _Row, tokens: list[int], cut_at: int | None, max_new: int) -> Completion:
+        """Text and finish reason of one generated row (finished rows are padded after their stop token)."""
+        stops = [k for k, t in enumerate(tokens) if t in self.stop_ids]
+        if stops and (cut_at is None or stops[0] < cut_at):
+            n, reason = stops[0] + 1, "stop"
+        elif cut_at is not None and cut_at < max_new:
+            n, reason = cut_at, "deadline"
+        else:
+            n, reason = len(tokens), "length"
+        text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        return Completion(text, reason, prompt_tokens=len(row.ids), completion_tokens=n)
 
     # --- training ------------------------------------------------------------------------------
 
-    def train(self, adapter: str, samples: list[TrainSample]) -> TrainStats:
+    def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
         start = time.perf_counter()
         with self.timings.measure("train"):
             state = self._state(adapter)
@@ -323,13 +438,23 @@ class HFBackend:
                 if state.optimizer is None:
                     state.optimizer = self._new_optimizer(state.params)
                 self.peft.train()
+            losses, trained, tokens = [], set(), 0
             try:
-                losses = [self._train_step(state, batch) for batch in batches]
+                for batch in batches:
+                    if deadline is not None and time.time() >= deadline:
+                        log.info("adapter %s: deadline reached after %d of %d steps", adapter, len(losses),
+                                 len(batches))
+                        break
+                    losses.append(self._train_step(state, batch))
+                    trained.update(batch.samples)
+                    tokens += batch.n_tokens
             finally:
                 self.peft.eval()
+                if losses:
+                    state.version = next(self._versions)
             mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
-        tokens = sum(b.n_tokens for b in batches)
-        return TrainStats(steps=len(losses), tokens=tokens, mean_loss=mean_loss, seconds=time.perf_counter() - start)
+        return TrainStats(steps=len(losses), tokens=tokens, mean_loss=mean_loss, seconds=time.perf_counter() - start,
+                          trained=sorted(trained))
 
     def _prepare_batches(self, samples: list[TrainSample]) -> list[TrainBatch]:
         """Tokenize once; skip (and log) samples longer than max_seq_len.
@@ -338,14 +463,19 @@ class HFBackend:
         system message and the first examples, a prompt the model never sees at inference.
         """
         limit = self.training_config.max_seq_len
-        encoded = [self.encode(sample) for sample in samples]
-        too_long = [len(ids) for ids, _ in encoded if len(ids) > limit]
+        encoded = [(i, *self.encode(sample)) for i, sample in enumerate(samples)]
+        too_long = [len(ids) for _, ids, _ in encoded if len(ids) > limit]
         if too_long:
             log.warning("%d of %d training samples skipped: %s tokens > training.max_seq_len=%d", len(too_long),
                         len(encoded), ", ".join(map(str, too_long)), limit)
-            encoded = [(ids, labels) for ids, labels in encoded if len(ids) <= limit]
+            encoded = [row for row in encoded if len(row[1]) <= limit]
         size = max(1, self.training_config.batch_size)
-        batches = [collate(encoded[i : i + size], self.pad_id, self.device) for i in range(0, len(encoded), size)]
+        batches = []
+        for k in range(0, len(encoded), size):
+            part = encoded[k : k + size]
+            batch = collate([(ids, labels) for _, ids, labels in part], self.pad_id, self.device)
+            batch.samples = [i for i, _, _ in part]
+            batches.append(batch)
         return batches * max(1, self.training_config.passes_per_epoch)
 
     def _new_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

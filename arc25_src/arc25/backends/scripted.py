@@ -10,61 +10,117 @@ can check what the loop asked of the model.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from arc25.backends.base import SamplingParams, Timings, TrainSample, TrainStats
+from arc25.backends.base import (Completion, Completions, GenerationRequest, Timings, TrainSample, TrainStats,
+                                 time_left)
 from arc25.errors import UserError
-from arc25.prompts import Messages
 
 
 class ScriptedBackend:
-    def __init__(self, completions: list[str]) -> None:
+    max_adapters_per_call = 1 << 30
+
+    def __init__(self, completions: list[str], tokens_per_s: float | None = None) -> None:
+        """`tokens_per_s`: pretend to decode at this speed (one token per character), so deadlines
+        and budgets can be tested without a model; None: answer at once."""
         if not completions:
             raise ValueError("a scripted backend needs at least one completion")
         self.completions = list(completions)
+        self.tokens_per_s = tokens_per_s
         self.timings = Timings()
         self.adapters: dict[str, int] = {}  # name -> train calls since the last reset
-        self.generate_calls: list[tuple[int, int, str | None]] = []  # (prompts, n, adapter)
+        self.versions: dict[str, int] = {}
+        self.weights: dict[str, dict] = {}  # what import_adapter received, for export_adapter
+        self.generate_calls: list[tuple[int, int, str | None]] = []  # (prompts, n, adapter) per request
+        self.engine_calls: list[list[GenerationRequest]] = []
         self.train_calls: list[tuple[str, list[TrainSample]]] = []
         self.resets: list[str] = []
         self._next = 0
+        self._version = 0
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedBackend:
         try:
             data = json.loads(Path(path).read_text())
-            return cls([str(c) for c in data["completions"]])
+            return cls([str(c) for c in data["completions"]], data.get("tokens_per_s"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: not a scripted-completions file ({exc})") from None
 
-    def generate(self, prompts: list[Messages], params: SamplingParams, adapter: str | None = None) -> list[list[str]]:
-        if adapter is not None and adapter not in self.adapters:
-            raise KeyError(f"no adapter {adapter!r}")
-        self.generate_calls.append((len(prompts), params.n, adapter))
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        self.engine_calls.append(list(requests))
+        with self.timings.measure("generate"):
+            return [self._answer(r) for r in requests]
+
+    def _answer(self, request: GenerationRequest) -> list[list[Completion]]:
+        if request.adapter is not None and request.adapter not in self.adapters:
+            raise KeyError(f"no adapter {request.adapter!r}")
+        self.generate_calls.append((len(request.prompts), request.params.n, request.adapter))
         out = []
-        for _ in prompts:
-            out.append([self.completions[(self._next + k) % len(self.completions)] for k in range(params.n)])
-            self._next += params.n
+        for _ in request.prompts:
+            texts = [self.completions[(self._next + k) % len(self.completions)] for k in range(request.params.n)]
+            self._next += request.params.n
+            out.append([c for c in (self._play(t, request) for t in texts) if c is not None])
         return out
+
+    def _play(self, text: str, request: GenerationRequest) -> Completion | None:
+        """One completion, cut at max_tokens (characters) and at the request's deadline."""
+        reason = "stop"
+        if len(text) > request.params.max_tokens:
+            text, reason = text[: request.params.max_tokens], "length"
+        if self.tokens_per_s is not None:
+            left = time_left(request.deadline)
+            if left <= 0:
+                return None
+            needed = len(text) / self.tokens_per_s
+            if needed > left:
+                time.sleep(left)
+                text, reason = text[: int(left * self.tokens_per_s)], "deadline"
+            else:
+                time.sleep(needed)
+        return Completion(text, reason, prompt_tokens=0, completion_tokens=len(text))
+
+    def _bump(self, name: str) -> None:
+        self._version += 1
+        self.versions[name] = self._version
 
     def create_adapter(self, name: str) -> None:
         self.adapters[name] = 0
+        self._bump(name)
 
     def reset_adapter(self, name: str) -> None:
-        if name not in self.adapters:
-            raise KeyError(f"no adapter {name!r}")
+        self._check(name)
         self.adapters[name] = 0
         self.resets.append(name)
+        self._bump(name)
 
     def drop_adapter(self, name: str) -> None:
         self.adapters.pop(name, None)
 
-    def train(self, adapter: str, samples: list[TrainSample]) -> TrainStats:
-        if adapter not in self.adapters:
-            raise KeyError(f"no adapter {adapter!r}")
-        self.adapters[adapter] += 1
-        self.train_calls.append((adapter, list(samples)))
-        return TrainStats(steps=len(samples), tokens=0, mean_loss=0.0, seconds=0.0)
+    def adapter_version(self, name: str) -> int:
+        self._check(name)
+        return self.versions[name]
+
+    def export_adapter(self, name: str) -> dict:
+        self._check(name)
+        return dict(self.weights.get(name, {}))
+
+    def import_adapter(self, name: str, tensors: dict) -> None:
+        self._check(name)
+        self.weights[name] = dict(tensors)
+        self._bump(name)
+
+    def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
+        self._check(adapter)
+        with self.timings.measure("train"):
+            self.adapters[adapter] += 1
+            self.train_calls.append((adapter, list(samples)))
+            self._bump(adapter)
+        return TrainStats(steps=len(samples), tokens=0, mean_loss=0.0, seconds=0.0, trained=list(range(len(samples))))
+
+    def _check(self, name: str) -> None:
+        if name not in self.adapters:
+            raise KeyError(f"no adapter {name!r}")
 
     def close(self) -> None:
         pass
