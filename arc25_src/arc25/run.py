@@ -11,27 +11,36 @@ is in their environment before Python starts (nothing imported by the parent can
 have touched CUDA), each can be killed on its own without taking a pool down, their
 stdout/stderr go straight to their log file, and the same command can be run by
 hand to debug one worker. It also works the same from a notebook as from a shell.
+
+Stopping: Ctrl-C, SIGTERM and SIGHUP (a scheduler's stop, `timeout`, `docker stop`,
+a closed terminal) stop the workers, merge and write the submission; the CLI then
+exits 130 or 128 + the signal number. Workers die with the parent even when it is
+SIGKILLed: each asks the kernel for SIGKILL on its parent's death (PR_SET_PDEATHSIG)
+before it imports anything, and the program executors they start exit when their
+worker's pipe closes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager, TextIO
+from typing import Any, ContextManager, Iterator, TextIO
 
 from filelock import FileLock, Timeout
 
 from arc25 import claims
 from arc25.config import Config
-from arc25.errors import UserError
+from arc25.errors import UserError, existing_dir, one_line, writable_dir
 from arc25.io import atomic_write_json
 from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tolerant
 from arc25.workers import (POLL_S, RUN_FILE, SUBMISSION_FILE, USER_ERROR_EXIT, WORKERS_DIR, append_timeline,
@@ -42,6 +51,19 @@ log = logging.getLogger(__name__)
 RUN_LOCK = "run.lock"  # in claims/: held by the parent for the whole run
 TASK_ORDERS = ("longest_first", "shortest_first", "file")
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the workers, merge, exit
+MODEL_FOLDER_BACKENDS = ("hf", "vllm", "unsloth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+# How a worker starts: PR_SET_PDEATHSIG (1) first, so it is SIGKILLed when the parent dies, however it dies;
+# then the parent check closes the race of a parent that died before prctl; then `python -m arc25.workers`.
+# The setting survives nothing but this process: the worker's own children set their own (see execution).
+WORKER_BOOTSTRAP = ("import ctypes, os, runpy, signal, sys; "
+                    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL); "
+                    "os.getppid() == int(sys.argv[1]) or os._exit(1); "
+                    "sys.argv = ['arc25.workers', *sys.argv[2:]]; "
+                    "runpy.run_module('arc25.workers', run_name='__main__', alter_sys=True)")
 
 
 def order_tasks(tasks: dict[str, Task], order: str) -> list[str]:
@@ -69,10 +91,18 @@ class RunSummary:
     worker_crashes: int
     deadline_hit: bool
     elapsed_s: float
+    stopped_by: str | None = None  # "SIGTERM" or "SIGHUP" when a signal stopped the run
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal number when a signal stopped the run, as a shell reports it; else None."""
+        return 128 + signal.Signals[self.stopped_by] if self.stopped_by else None
 
     def describe(self) -> str:
         lines = [f"submission: {self.submission} ({self.n_tasks} tasks: {self.done} done, "
                  f"{len(self.given_up)} given up, {len(self.fallback)} unfinished or fallback)"]
+        if self.stopped_by:
+            lines.append(f"stopped by {self.stopped_by}: unfinished tasks are redone when the run is resumed")
         if self.deadline_hit:
             lines.append("the deadline arrived before every task finished")
         if self.worker_crashes:
@@ -110,10 +140,149 @@ def plan_devices(n_workers: int | None, gpus: list[str] | None) -> list[str]:
     return detect_gpus() or ["cpu"]
 
 
-def check_model_path(config: Config) -> None:
-    """Fail before starting any worker when the model files are plainly missing."""
-    if config.model.backend in ("hf", "scripted") and not Path(config.model.path).exists():
-        raise UserError(f"model.path {config.model.path!r} does not exist")
+# -- checks before any worker starts ------------------------------------------------------------
+
+
+def check_model(config: Config) -> None:
+    """Fail once, in a second, with one line naming the path and the reason, rather than in every worker
+    after it has started: the model folder (config, tokenizer files, weights, the tokenizer loads) or, for
+    the scripted backend, its completions file."""
+    backend, path = config.model.backend, Path(config.model.path)
+    if backend == "scripted":
+        check_scripted_file(path)
+    elif backend in MODEL_FOLDER_BACKENDS:
+        check_model_folder(path, backend)
+
+
+def check_scripted_file(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"{path}: scripted-completions file not found" if not path.exists() else
+                        f"{path}: not a file (model.backend=scripted expects a JSON file of completions)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the scripted-completions file ({one_line(exc)})") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: the scripted-completions file is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("completions"), list) or not data["completions"]:
+        raise UserError(f"{path}: expected a JSON object with a non-empty list \"completions\"")
+
+
+def check_model_folder(path: Path, backend: str) -> None:
+    existing_dir(path, f"model folder (model.backend={backend})")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{path}: no config.json (not a Hugging Face model folder)")
+    _read_json_file(config_file, "the model config")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{path}: no tokenizer files ({' or '.join(TOKENIZER_FILES)})")
+    for weights in _weight_files(path):
+        if weights.suffix == ".safetensors":
+            _check_safetensors(weights)
+    _check_tokenizer_loads(path)
+
+
+def _read_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read {what} ({one_line(exc)})") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """Every weights file the model needs: the shards its index lists, else the single files present."""
+    for name in WEIGHT_INDEXES:
+        index = path / name
+        if index.is_file():
+            weight_map = _read_json_file(index, "the weights index").get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise UserError(f"{index}: no weight_map")
+            files = [path / f for f in sorted(set(weight_map.values()))]
+            for f in files:
+                if not f.is_file():
+                    raise UserError(f"{f}: weights file missing (listed in {name})")
+            return files
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("pytorch_model*.bin"))
+    if not files:
+        raise UserError(f"{path}: no weights (*.safetensors or pytorch_model*.bin)")
+    return files
+
+
+def _check_safetensors(path: Path) -> None:
+    """The header fits in the file: catches Git LFS pointers and truncated downloads without reading GBs."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the weights ({exc.strerror or one_line(exc)})") from None
+    header = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if header <= 0 or 8 + header > size:
+        raise UserError(f"{path}: not a complete safetensors file ({size} bytes; a Git LFS pointer or a "
+                        f"truncated download?)")
+
+
+def _check_tokenizer_loads(path: Path) -> None:
+    from transformers import AutoTokenizer  # lazy and torch-free use: the parent never touches CUDA
+
+    try:
+        AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many kinds (OSError, ValueError, JSON errors...)
+        raise UserError(f"{path}: the tokenizer does not load ({one_line(exc)})") from None
+
+
+def prepare_run_dir(run_dir: str | Path) -> Path:
+    """RUN_DIR and its sub-folders, created and proven writable, else one UserError line."""
+    run_dir = writable_dir(Path(run_dir).resolve(), "the run folder")
+    for sub in (claims.TASKS_DIR, claims.CLAIMS_DIR, WORKERS_DIR):
+        try:
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{run_dir / sub}: cannot create ({exc.strerror or one_line(exc)})") from None
+    return run_dir
+
+
+# -- stopping ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class StopRequest:
+    """Set by a SIGTERM/SIGHUP handler; the supervisor polls it, so a signal never interrupts a merge."""
+
+    signum: int | None = None
+
+    @property
+    def name(self) -> str | None:
+        return signal.Signals(self.signum).name if self.signum else None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """While inside, SIGTERM and SIGHUP request a stop (logged once; a repeat is logged and ignored).
+
+    Only the main thread can set handlers: elsewhere (a notebook's worker thread) signals keep their default.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if request.signum is None:
+            request.signum = signum
+            log.warning("received %s: stopping workers, merging", name)
+        else:
+            log.warning("received %s again: already stopping", name)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield request
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
 
 
 def effective_reserve(config: Config) -> float:
@@ -148,12 +317,16 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         return env
 
+    def command(self) -> list[str]:
+        """`python -m arc25.workers ...` behind the PR_SET_PDEATHSIG bootstrap (run the module by hand to debug)."""
+        return [sys.executable, "-c", WORKER_BOOTSTRAP, str(os.getpid()), "--run-dir", str(self.run_dir),
+                "--index", str(self.index), "--log-level", logging.getLevelName(self.log_level)]
+
     def start(self) -> None:
         if self.log_file is not None:
             self.log_file.close()
         self.log_file = open(log_path(self.run_dir, self.index), "a")
-        command = [sys.executable, "-m", "arc25.workers", "--run-dir", str(self.run_dir), "--index", str(self.index),
-                   "--log-level", logging.getLevelName(self.log_level)]
+        command = self.command()
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         # A status right away, so the other workers count this one as alive while it starts up
@@ -252,9 +425,11 @@ class Supervisor:
     """Starts the workers, watches them, and owns the deadline and the merges."""
 
     def __init__(self, run_dir: Path, tasks: dict[str, Task], task_ids: list[str], config: Config,
-                 devices: list[str], deadline: float, stop_grace_s: float, progress: bool, log_level: int) -> None:
+                 devices: list[str], deadline: float, stop_grace_s: float, progress: bool, log_level: int,
+                 stop: StopRequest | None = None) -> None:
         self.run_dir, self.tasks, self.task_ids, self.config = run_dir, tasks, task_ids, config
         self.deadline, self.stop_grace_s = deadline, stop_grace_s
+        self.stop = stop or StopRequest()
         self.workers = [WorkerProcess(run_dir, k, d, len(devices), log_level) for k, d in enumerate(devices)]
         initial = claims.count_finished(run_dir, task_ids, warn=True)  # says which results are unreadable
         self.progress = Progress(len(task_ids), initial, self.workers, progress)
@@ -268,6 +443,8 @@ class Supervisor:
         write_submission(self.run_dir, self.tasks, self.run_dir / SUBMISSION_FILE)
 
     def run(self) -> None:
+        if self.stop.signum:  # the signal came while the run was being set up
+            return
         for worker in self.workers:
             worker.start()
         try:
@@ -282,6 +459,8 @@ class Supervisor:
 
     def watch(self) -> None:
         while True:
+            if self.stop.signum:
+                return  # run() stops the workers, the caller merges
             for worker in self.workers:
                 self.check(worker)
             self.progress.update(claims.count_finished(self.run_dir, self.task_ids), self.run_dir)
@@ -353,9 +532,10 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 worker.signal(signal.SIGKILL)
                 worker.proc.wait()
+        outcome = "stopped" if self.stop.signum else "deadline"
         for worker in running:
             self.exits[worker.index] = worker.proc.returncode
-            self.record_interrupted(worker, read_json_or_none(status_path(self.run_dir, worker.index)), "deadline")
+            self.record_interrupted(worker, read_json_or_none(status_path(self.run_dir, worker.index)), outcome)
             for claim in claims.interrupt_claims_of(self.run_dir, worker.pid):
                 log.info("task %s: interrupted (worker %d stopped)", claim.task_id, worker.index)
 
@@ -401,21 +581,32 @@ def hold_run_dir(run_dir: Path) -> FileLock:
 
 def run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, *, solutions: str | Path | None = None,
                  n_workers: int | None = None, gpus: list[str] | None = None, time_limit_s: float | None = None,
-                 skip_invalid_tasks: bool = False, progress: bool = True) -> RunSummary:
+                 skip_invalid_tasks: bool = False, progress: bool = True, deadline_at: float | None = None
+                 ) -> RunSummary:
     """Solve every task of `challenges` with one worker per GPU (or `n_workers` CPU workers) and write
     RUN_DIR/submission.json, complete and valid, before the time limit. Re-running on the same RUN_DIR
     resumes: finished and given-up tasks are not redone. Bad input raises UserError before any worker starts."""
+    with stop_on_signals() as stop:
+        return _run_pipeline(challenges, config, run_dir, solutions, n_workers, gpus, time_limit_s,
+                             skip_invalid_tasks, progress, deadline_at, stop)
+
+
+def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, solutions: str | Path | None,
+                  n_workers: int | None, gpus: list[str] | None, time_limit_s: float | None, skip_invalid_tasks: bool,
+                  progress: bool, deadline_at: float | None, stop: StopRequest) -> RunSummary:
     started = time.time()
     config = copy.deepcopy(config)
+    if deadline_at is not None:  # an absolute end (the notebook's clock) becomes the time limit from now
+        time_limit_s = deadline_at - started
+        if time_limit_s <= 0:
+            raise UserError(f"deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(deadline_at))} UTC has passed")
     if time_limit_s is not None:
         config.run.time_limit_s = float(time_limit_s)
     task_set = load_run_tasks(challenges, solutions, skip_invalid_tasks)
     task_ids = order_tasks(task_set.tasks, config.run.task_order)
     devices = plan_devices(n_workers, gpus)
-    check_model_path(config)
-    run_dir = Path(run_dir).resolve()
-    for sub in (claims.TASKS_DIR, claims.CLAIMS_DIR, WORKERS_DIR):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    check_model(config)
+    run_dir = prepare_run_dir(run_dir)
     with hold_run_dir(run_dir):
         reserve = effective_reserve(config)
         deadline = started + config.run.time_limit_s - reserve
@@ -425,9 +616,11 @@ def run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, *,
         # Worker logs are for after the fact: at least INFO, even when the console is quiet.
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())
         supervisor = Supervisor(run_dir, task_set.everything, task_ids, config, devices, deadline, grace_s, progress,
-                                level)
+                                level, stop)
         supervise(supervisor, started)
         supervisor.merge()
+        if stop.signum:
+            log.warning("%s: workers stopped, %s written", stop.name, run_dir / SUBMISSION_FILE)
         return summarize(supervisor, task_set.errors, started)
 
 
@@ -462,4 +655,4 @@ def summarize(supervisor: Supervisor, skipped: dict[str, str], started: float) -
     # Workers also stop on their own at the deadline: then the parent never saw them busy at it.
     deadline_hit = supervisor.deadline_hit or (time.time() >= supervisor.deadline and len(fallback) > len(skipped))
     return RunSummary(run_dir, run_dir / SUBMISSION_FILE, len(supervisor.tasks), done, given_up, fallback, skipped,
-                      supervisor.exits, supervisor.crashes, deadline_hit, time.time() - started)
+                      supervisor.exits, supervisor.crashes, deadline_hit, time.time() - started, supervisor.stop.name)

@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     known = all(t.test_outputs is not None for t in tasks.values())
     score = score_submission(submission, tasks) if known else None
     print(score.summary() if score else "no solutions: not scored")
+    if summary is not None and summary.exit_code:  # stopped by a signal: finish now, without the report
+        return summary.exit_code
     try:
         print(f"report: {write_report(run_dir, tasks, submission, score)}")
     except Exception:  # the report is a view; it must never fail the run

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                            gpus=gpus, time_limit_s=args.time_limit, skip_invalid_tasks=args.skip_invalid_tasks,
                            progress=not args.no_progress)
     print(summary.describe())
+    if summary.exit_code:  # SIGTERM/SIGHUP: the submission is written, but the run did not end by itself
+        return summary.exit_code
     # A complete submission was written either way; a run where every worker failed is a setup problem.
     lost_all = summary.done == 0 and summary.worker_crashes > 0 and not summary.deadline_hit
     return 1 if lost_all else 0

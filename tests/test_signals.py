@@ -1,0 +1,114 @@
+"""Stopping a run from outside: SIGTERM and SIGHUP stop it as Ctrl-C does (workers stopped, submission merged,
+exit 128 + signal), and SIGKILL of the parent takes its workers and their program executors along.
+
+Real `arc25 run` processes with the scripted backend; one task hangs (the workers' ARC25_FAULT_INJECT test hook)
+so the run is certainly mid-way when the signal comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from arc25 import claims
+from arc25.workers import FAULT_ENV
+from helpers import REPO
+from test_workers import ROTATED, TASK_IDS, check_submission, data, run_args, timeline  # noqa: F401 (data: fixture)
+
+HUNG = "00576224"  # its first attempt never ends: the run is mid-way until stopped
+
+
+def start_run(data: dict[str, Path], out: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    env = {**os.environ, FAULT_ENV: f"hang:{HUNG}@1"}
+    cmd = [sys.executable, "-m", "arc25", *run_args(data, out, time_limit="300", extra=extra)]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_mid_run(out: Path, proc: subprocess.Popen, timeout: float = 90) -> list[psutil.Process]:
+    """Until the hung task is being worked on and the others are done; returns the run's whole process tree."""
+    limit = time.time() + timeout
+    while time.time() < limit:
+        assert proc.poll() is None, proc.communicate()
+        busy = any(_status(p).get("task_id") == HUNG for p in (out / "workers").glob("worker-*.status.json"))
+        if busy and all(claims.result_done(out, t, warn=False) for t in TASK_IDS if t != HUNG):
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            # 2 workers, each with 1 program executor (execution.workers=1)
+            assert len(tree) >= 5, [p.cmdline() for p in tree]
+            return tree
+        time.sleep(0.2)
+    raise AssertionError("the run never reached the hung task with the others done")
+
+
+def _status(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def alive(tree: list[psutil.Process]) -> list[str]:
+    """The processes of `tree` still running (zombies waiting for a reaper count as gone)."""
+    left = []
+    for p in tree:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:  # is_running also checks the create time
+                left.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def wait_all_gone(tree: list[psutil.Process], within_s: float = 10.0) -> list[str]:
+    limit = time.time() + within_s
+    while alive(tree) and time.time() < limit:
+        time.sleep(0.2)
+    return alive(tree)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_merges_a_complete_submission_and_leaves_no_process(data, tmp_path, sig):
+    out = tmp_path / "run"
+    proc = start_run(data, out)
+    try:
+        tree = wait_until_mid_run(out, proc)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, stderr
+    assert f"received {name}: stopping workers, merging" in stderr and "Traceback" not in stderr
+    assert f"stopped by {name}" in stdout
+    submission = check_submission(out, data["challenges"])  # every task, two valid attempts each
+    truth = json.loads(data["solutions"].read_text())[ROTATED][0]
+    assert submission[ROTATED][0]["attempt_1"] == truth  # what the workers found before the stop is in it
+    assert claims.read_claim(out, HUNG).state == claims.INTERRUPTED  # stopped, not the task's fault: redone later
+    assert any(r["task_id"] == HUNG and r["outcome"] == "stopped" for r in timeline(out))
+    assert wait_all_gone(tree) == []
+
+
+def test_sigkill_of_the_parent_takes_the_workers_along_and_the_run_resumes(data, tmp_path):
+    out = tmp_path / "run"
+    # A slow heartbeat: the workers' own check for a dead parent (every heartbeat) cannot act within the 10 s
+    proc = start_run(data, out, extra=("run.heartbeat_s=60",))
+    try:
+        tree = wait_until_mid_run(out, proc)
+        proc.kill()  # no handler can run: only PR_SET_PDEATHSIG (and the executors' closed pipes) act
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert wait_all_gone(tree) == []
+    assert not (out / "submission.json").exists()  # nothing could merge; the resumed run does
+    resumed = start_run(data, out)  # the hang was for attempt 1 only
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    check_submission(out, data["challenges"])
+    taken = claims.read_claim(out, HUNG)
+    assert taken.state == claims.DONE and taken.attempt == 2  # the dead worker's claim was taken over
