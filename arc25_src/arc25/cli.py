@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"arc25 {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A path no check foresaw (a file removed or made unreadable mid-run...): still one line naming it.
+        log.debug("%s", exc, exc_info=True)
+        print(f"arc25 {args.command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"arc25 {args.command}: interrupted", file=sys.stderr)
         return 130

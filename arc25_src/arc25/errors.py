@@ -18,27 +18,22 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _file_in_the_way(path: Path) -> Path | None:
-    """The first of `path`'s ancestors (or `path`) that exists and is not a folder."""
+def writable_dir(path: str | Path, what: str, named: Path | None = None) -> Path:
+    """Create folder `path` (and its parents) and prove a file can be written in it, else a UserError
+    naming `named` (default: the folder)."""
+    path = Path(path).absolute()
+    named = named or path
     for p in [*reversed(path.parents), path]:
         if p.exists() and not p.is_dir():
-            return p
-    return None
-
-
-def writable_dir(path: str | Path, what: str) -> Path:
-    """Create folder `path` (and its parents) and prove a file can be written in it, else UserError."""
-    path = Path(path).absolute()
-    blocker = _file_in_the_way(path)
-    if blocker is not None:
-        raise UserError(f"{path}: cannot write {what}: {blocker} is a file, not a folder")
+            where = "it" if p == named else str(p)
+            raise UserError(f"{named}: cannot write {what}: {where} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"{path}: cannot write {what} ({exc.strerror or one_line(exc)})") from None
+        raise UserError(f"{named}: cannot write {what} ({exc.strerror or one_line(exc)})") from None
     return path
 
 
@@ -47,10 +42,7 @@ def writable_file(path: str | Path, what: str) -> Path:
     path = Path(path).absolute()
     if path.is_dir():
         raise UserError(f"{path}: cannot write {what}: it is a folder")
-    blocker = _file_in_the_way(path.parent)
-    if blocker is not None:
-        raise UserError(f"{path}: cannot write {what}: {blocker} is a file, not a folder")
-    writable_dir(path.parent, what)
+    writable_dir(path.parent, what, named=path)
     return path
 
 
@@ -58,7 +50,7 @@ def existing_dir(path: str | Path, what: str) -> Path:
     """`path` is a folder that exists, else UserError."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: {what} not found")
+        raise UserError(f"{path}: no such {what}")
     if not path.is_dir():
-        raise UserError(f"{path}: not a folder ({what} expected)")
+        raise UserError(f"{path}: not a folder (expected a {what})")
     return path

@@ -169,7 +169,7 @@ def check_scripted_file(path: Path) -> None:
 
 
 def check_model_folder(path: Path, backend: str) -> None:
-    existing_dir(path, f"model folder (model.backend={backend})")
+    existing_dir(path, "model folder")
     config_file = path / "config.json"
     if not config_file.is_file():
         raise UserError(f"{path}: no config.json (not a Hugging Face model folder)")

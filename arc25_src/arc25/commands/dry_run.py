@@ -26,7 +26,7 @@ from typing import Any
 
 from arc25.commands.run import parse_duration
 from arc25.config import Config, add_config_arguments, load_config
-from arc25.errors import UserError
+from arc25.errors import UserError, writable_dir
 from arc25.grid import grid_to_json
 from arc25.io import atomic_write_json
 from arc25.tasks import Task, default_solutions_path, load_tasks
@@ -96,7 +96,7 @@ def model_path(args: argparse.Namespace) -> str:
         return args.model
     from arc25.tiny_model import tiny_model_path  # lazy: torch and transformers
 
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cache = writable_dir(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), "the model cache")
     print(f"tiny model: {cache} (built on first use)", flush=True)
     return str(tiny_model_path(cache))
 
@@ -158,8 +158,7 @@ def run(args: argparse.Namespace) -> int:
     config = dry_run_config(args)
     all_tasks = load_tasks(args.challenges, args.solutions or default_solutions_path(args.challenges))
     tasks = choose_tasks(all_tasks, args.tasks if args.tasks is not None else TINY_TASKS if is_tiny(args) else 0)
-    run_dir = Path(args.out or time.strftime("dry_run/run-%Y%m%d-%H%M%S")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = writable_dir(Path(args.out or time.strftime("dry_run/run-%Y%m%d-%H%M%S")).resolve(), "the run folder")
     config.model.path = model_path(args)
     print(f"dry run: {len(tasks)} of {len(all_tasks)} tasks from {args.challenges} -> {run_dir}", flush=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from arc25.config import ExecutionConfig
+from arc25.errors import writable_file
 from arc25.evaluation import evaluate_predictions, read_predictions, write_results
 from arc25.execution import Executor
 from arc25.metrics import format_table, kind_rows, summary_rows, task_rows
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     solutions = args.solutions or default_solutions_path(args.challenges)
     tasks = load_tasks(args.challenges, solutions)
     records = read_predictions(args.predictions, tasks)
+    writable_file(args.out, "the results")  # before minutes of execution, not after
     with Executor(args.workers or None, args.timeout, args.memory_mb) as executor:
         evaluation = evaluate_predictions(tasks, records, executor)
     write_results(args.out, evaluation)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from arc25.errors import writable_dir
+
 HELP = "write a tiny random Llama-3.1-style model folder for tests"
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    writable_dir(args.out, "the model folder")  # one clear line, not a traceback after the model is built
     from arc25.tiny_model import (
         make_tiny_model,  # lazy: keeps `arc25 --help` free of torch imports
     )

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from arc25.errors import UserError
+from arc25.errors import UserError, writable_file
 from arc25.submission import SUBMISSION_FILE, validate_submission, write_submission
 from arc25.tasks import load_tasks_tolerant
 
@@ -38,6 +38,8 @@ def run_challenges(run_dir: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a folder (--run expects a run folder)")
     if not run_dir.is_dir():
         # before a run starts (e.g. the notebook's first step): a submission of fallbacks only
         print(f"warning: {run_dir}: no run folder yet; every task gets the fallback")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     for error in task_set.errors.values():
         print(f"warning: invalid task, fallback only: {error}")
     tasks = task_set.everything
-    out = Path(args.out) if args.out else run_dir / SUBMISSION_FILE
+    out = writable_file(args.out if args.out else run_dir / SUBMISSION_FILE, "the submission")
     submission = write_submission(run_dir, tasks, out)
     problems = validate_submission(submission, tasks)
     for problem in problems:

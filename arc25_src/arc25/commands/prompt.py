@@ -10,7 +10,7 @@ import argparse
 import random
 
 from arc25.augment import Augmentation
-from arc25.errors import UserError
+from arc25.errors import UserError, existing_dir
 from arc25.prompts import PromptSpec, build_messages, render_chat
 from arc25.tasks import load_tasks
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chat_template:
         from transformers import AutoTokenizer  # heavy: only when asked
 
+        existing_dir(args.chat_template, "tokenizer folder")
         try:
             tokenizer = AutoTokenizer.from_pretrained(args.chat_template)
         except (OSError, ValueError) as exc:

@@ -43,6 +43,8 @@ def solutions_for(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     solutions = solutions_for(args)
     submission = load_submission(args.submission)
+    if not isinstance(submission, dict) or not submission:
+        raise UserError(f"{args.submission}: expected a non-empty object mapping task ids to attempts")
     if args.challenges:
         for problem in validate_submission(submission, solutions):
             print(f"warning: {problem}")

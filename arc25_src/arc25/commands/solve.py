@@ -11,8 +11,9 @@ import argparse
 
 from arc25.backends import load_backend
 from arc25.config import add_config_arguments, config_from_args
-from arc25.errors import UserError
+from arc25.errors import UserError, writable_dir
 from arc25.execution import Executor
+from arc25.run import check_model
 from arc25.search_and_learn import TIME_PHASES, solve_tasks
 from arc25.tasks import default_solutions_path, load_tasks
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"{args.challenges}: no task {unknown[0]!r}")
     budget = args.budget_s if args.budget_s is not None else config.run.per_task_cap_s
+    check_model(config)  # one clear line, before minutes of model loading
+    writable_dir(args.out, "the output folder")
     backend = load_backend(config)
     with Executor(config.execution.workers or None, config.execution.timeout_s, config.execution.memory_mb) as ex:
         results = solve_tasks([tasks[t] for t in ids], backend, ex, config, budget, args.out)
