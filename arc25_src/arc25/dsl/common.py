@@ -12,6 +12,7 @@ scipy.ndimage is imported on first use, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -92,6 +93,39 @@ class Color:
     NOT_BLACK = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
+# --------------------------------------------------------------------------- argument normalisation
+
+
+def _plain(value):
+    """A numpy scalar or 0-d array as the Python value it holds; lists and tuples of them element-wise.
+
+    Programs take coordinates from np.argwhere/np.where/.shape and colours from grid
+    cells, so most of their arguments are np.int64 (or np.int32, np.intp, np.bool_,
+    a 0-d array). Numpy scalars differ from Python ones where it hurts: np.bool_ has
+    no `-`, unsigned ints wrap, 0-d arrays are unhashable and not iterable, and
+    np.full(..., np.int32(0)) changes the dtype. Converting at entry makes every
+    function behave exactly as with Python values. Arrays of one or more dimensions
+    (grids, sprites) and other objects pass through untouched.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value
+    if type(value) in (list, tuple) and not any(isinstance(v, np.ndarray) and v.ndim > 0 for v in value):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _plain_args(fn: Callable) -> Callable:
+    """Decorator: every argument through `_plain` before the function sees it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
+
+    return wrapper
+
+
 def _ndimage():
     """scipy.ndimage, imported on first use: importing it up front triples this module's import time."""
     from scipy import ndimage
@@ -135,6 +169,7 @@ def _as_color_list(colors) -> list:
 # --------------------------------------------------------------------------- drawing
 
 
+@_plain_args
 def flood_fill(grid: np.ndarray, x: int, y: int, color: int, connectivity: int = 4) -> None:
     """In place: recolour the region of cells equal to grid[x, y] that contains (x, y).
 
@@ -163,9 +198,11 @@ def flood_fill(grid: np.ndarray, x: int, y: int, color: int, connectivity: int =
 
 
 def _sign(value) -> int:
-    return (value > 0) - (value < 0)
+    # int() first: numpy comparisons give np.bool_, which has no `-`
+    return int(value > 0) - int(value < 0)
 
 
+@_plain_args
 def draw_line(
     grid: np.ndarray,
     x: int,
@@ -194,7 +231,8 @@ def draw_line(
         length = 2 * max(grid.shape)
     if direction is None:
         raise ValueError("draw_line: give a direction or an end point.")
-    dx, dy = _sign(direction[0]), _sign(direction[1])
+    # a direction may also be a numpy array (np.sign(...)): its items are numpy scalars
+    dx, dy = _sign(_plain(direction[0])), _sign(_plain(direction[1]))
     stops = _as_color_list(stop_at_color)
 
     stop_x, stop_y = x, y
@@ -209,6 +247,7 @@ def draw_line(
     return stop_x, stop_y
 
 
+@_plain_args
 def blit(grid: np.ndarray, sprite: np.ndarray, x: int = 0, y: int = 0, background: int | None = None) -> np.ndarray:
     """Copy sprite[i, j] to grid[x+i, y+j] in place and return the same grid.
 
@@ -233,16 +272,19 @@ def blit(grid: np.ndarray, sprite: np.ndarray, x: int = 0, y: int = 0, backgroun
     return grid
 
 
+@_plain_args
 def blit_sprite(grid: np.ndarray, sprite: np.ndarray, x: int, y: int, background: int = Color.BLACK) -> np.ndarray:
     """Draw `sprite` with its top-left at (x, y); `background` pixels are transparent."""
     return blit(grid, sprite, x=x, y=y, background=background)
 
 
+@_plain_args
 def blit_object(grid: np.ndarray, obj: np.ndarray, background: int = Color.BLACK) -> np.ndarray:
     """Draw a full-canvas object at its own position; `background` pixels are transparent."""
     return blit(grid, obj, x=0, y=0, background=background)
 
 
+@_plain_args
 def randomly_scatter_points(grid: np.ndarray, color: int, density: float = 0.5, background: int = Color.BLACK) -> np.ndarray:
     """Paint random background cells with `color` until density * n * m are painted."""
     n, m = grid.shape
@@ -263,6 +305,7 @@ random_scatter_points = randomly_scatter_points
 # --------------------------------------------------------------------------- geometry
 
 
+@_plain_args
 def bounding_box(grid: np.ndarray, background: int = Color.BLACK) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the non-background cells; w spans axis 0, h axis 1.
 
@@ -276,6 +319,7 @@ def bounding_box(grid: np.ndarray, background: int = Color.BLACK) -> tuple[int, 
     return x_min, y_min, int(xs.max()) - x_min + 1, int(ys.max()) - y_min + 1
 
 
+@_plain_args
 def bounding_box_mask(grid: np.ndarray, background: int = Color.BLACK) -> np.ndarray:
     """Boolean array, True inside the bounding box of the non-background cells."""
     mask = np.zeros(grid.shape, dtype=bool)
@@ -284,6 +328,7 @@ def bounding_box_mask(grid: np.ndarray, background: int = Color.BLACK) -> np.nda
     return mask
 
 
+@_plain_args
 def crop(grid: np.ndarray, background: int = Color.BLACK) -> np.ndarray:
     """View of the bounding box of the non-background cells; shape (0, 0) if there are none."""
     x, y, w, h = bounding_box(grid, background)
@@ -296,6 +341,7 @@ def _int_if_whole(value: float) -> float | int:
     return value
 
 
+@_plain_args
 def object_position(obj: np.ndarray, background: int = Color.BLACK, anchor: str = "upper left") -> tuple:
     """(x, y) of an anchor of the object's bounding box; default the upper-left corner.
 
@@ -322,11 +368,13 @@ def object_position(obj: np.ndarray, background: int = Color.BLACK, anchor: str 
     return _int_if_whole(ax), _int_if_whole(ay)
 
 
+@_plain_args
 def object_colors(obj: np.ndarray, background: int = Color.BLACK) -> list:
     """The colours present in the object, background excluded, in set order (not sorted)."""
     return list(set(obj.flatten()) - {background})
 
 
+@_plain_args
 def translate(obj: np.ndarray, x: int, y: int, background: int = Color.BLACK) -> np.ndarray:
     """New array of the same shape with every cell moved by (x, y); pixels moved off are lost."""
     x, y = int(x), int(y)
@@ -340,12 +388,14 @@ def translate(obj: np.ndarray, x: int, y: int, background: int = Color.BLACK) ->
     return moved
 
 
+@_plain_args
 def scale_sprite(sprite: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscale: every pixel becomes a factor x factor block."""
     sprite = np.asarray(sprite)
     return np.kron(sprite, np.ones((factor, factor), dtype=sprite.dtype))
 
 
+@_plain_args
 def scale_pattern(pattern: np.ndarray, scale_factor: int) -> np.ndarray:
     """Deprecated name of scale_sprite."""
     return scale_sprite(pattern, scale_factor)
@@ -364,6 +414,7 @@ def _touches(object1, object2, x1, y1, x2, y2, background, offsets) -> bool:
     return False
 
 
+@_plain_args
 def collision(
     _=None, object1=None, object2=None, x1=0, y1=0, x2=0, y2=0, background=Color.BLACK
 ) -> bool:
@@ -371,6 +422,7 @@ def collision(
     return _touches(object1, object2, x1, y1, x2, y2, background, [(0, 0)])
 
 
+@_plain_args
 def contact(
     _=None, object1=None, object2=None, x1=0, y1=0, x2=0, y2=0, background=Color.BLACK, connectivity=4
 ) -> bool:
@@ -381,6 +433,7 @@ def contact(
     return _touches(object1, object2, x1, y1, x2, y2, background, offsets)
 
 
+@_plain_args
 def check_between_objects(obj1, obj2, x, y, padding=0, background=Color.BLACK) -> bool:
     """Is (x, y) in the gap between the two objects along one axis, within their shared band along the other?
 
@@ -407,6 +460,7 @@ def _component(grid: np.ndarray, mask: np.ndarray, background: int) -> np.ndarra
     return np.where(mask, grid, background)
 
 
+@_plain_args
 def find_connected_components(
     grid: np.ndarray, background: int = Color.BLACK, connectivity: int = 4, monochromatic: bool = True
 ) -> list[np.ndarray]:
@@ -516,6 +570,7 @@ def _resolve_overlaps(objects: list[np.ndarray], background: int) -> list[np.nda
     return [objects[i] for i in isolated] + [objects[i] for i in chosen]
 
 
+@_plain_args
 def detect_objects(
     grid: np.ndarray,
     _=None,
@@ -563,11 +618,13 @@ def _exterior(grid: np.ndarray, background: int) -> np.ndarray:
     return np.isin(labeled, edge_labels)
 
 
+@_plain_args
 def object_interior(grid: np.ndarray, background: int = Color.BLACK) -> np.ndarray:
     """Bool mask: the object's cells plus enclosed holes (everything but the exterior)."""
     return ~_exterior(grid, background)
 
 
+@_plain_args
 def object_boundary(grid: np.ndarray, background: int = Color.BLACK) -> np.ndarray:
     """Bool mask: non-background cells 4-adjacent to the exterior or on the canvas edge."""
     near_exterior = _ndimage().binary_dilation(_exterior(grid, background), structure=_PLUS)
@@ -577,6 +634,7 @@ def object_boundary(grid: np.ndarray, background: int = Color.BLACK) -> np.ndarr
     return (grid != background) & (near_exterior | canvas_edge)
 
 
+@_plain_args
 def object_neighbors(grid: np.ndarray, background: int = Color.BLACK, connectivity: int = 4) -> np.ndarray:
     """Bool mask: background cells 4- (or 8-) adjacent to a boundary cell of the object."""
     ring = _structure(connectivity).copy()
@@ -585,6 +643,7 @@ def object_neighbors(grid: np.ndarray, background: int = Color.BLACK, connectivi
     return near_boundary & (grid == background)
 
 
+@_plain_args
 def is_contiguous(bitmask: np.ndarray, background: int = Color.BLACK, connectivity: int = 4) -> bool:
     """True if the non-background cells form exactly one connected component."""
     _, count = _ndimage().label(bitmask != background, _structure(connectivity))
@@ -610,6 +669,7 @@ def _as_int_coords(x, y):
 class Symmetry:
     """A grid symmetry; apply(x, y, iters) maps a point (or arrays of points)."""
 
+    @_plain_args
     def apply(self, x, y, iters: int = 1):
         raise NotImplementedError
 
@@ -621,9 +681,11 @@ class Symmetry:
 class TranslationalSymmetry(Symmetry):
     """(x, y) -> (x + iters * translate_x, y + iters * translate_y)."""
 
+    @_plain_args
     def __init__(self, translate_x, translate_y):
         self.translate_x, self.translate_y = translate_x, translate_y
 
+    @_plain_args
     def apply(self, x, y, iters: int = 1):
         return _as_int_coords(x + iters * self.translate_x, y + iters * self.translate_y)
 
@@ -645,9 +707,11 @@ class MirrorSymmetry(Symmetry):
     Even iters is the identity. Mirror lines may be half-integers.
     """
 
+    @_plain_args
     def __init__(self, mirror_x, mirror_y):
         self.mirror_x, self.mirror_y = mirror_x, mirror_y
 
+    @_plain_args
     def apply(self, x, y, iters: int = 1):
         if iters % 2 == 0:
             return x, y
@@ -670,9 +734,11 @@ class RotationalSymmetry(Symmetry):
     Negative iters is the identity.
     """
 
+    @_plain_args
     def __init__(self, center_x, center_y):
         self.center_x, self.center_y = center_x, center_y
 
+    @_plain_args
     def apply(self, x, y, iters: int = 1):
         x, y = x - self.center_x, y - self.center_y
         for _ in range(iters):
@@ -707,6 +773,7 @@ def _score_symmetry(grid: np.ndarray, symmetry: Symmetry, ignore_colors, backgro
     return perfect, int(np.sum(~inside)), bad
 
 
+@_plain_args
 def detect_translational_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK], background=None) -> list:
     """Best translation along x and best along y; if neither scores above 0, the best diagonal one.
 
@@ -742,6 +809,7 @@ def detect_translational_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK],
     return found
 
 
+@_plain_args
 def detect_mirror_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK], background=None) -> list:
     """All mirror symmetries tied for the best score perfect - 0.01 * off.
 
@@ -766,6 +834,7 @@ def detect_mirror_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK], backgr
     return best
 
 
+@_plain_args
 def detect_rotational_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK], background=None):
     """The best quarter-turn symmetry, or None.
 
@@ -785,6 +854,7 @@ def detect_rotational_symmetry(grid: np.ndarray, ignore_colors=[Color.BLACK], ba
     return best
 
 
+@_plain_args
 def orbit(grid: np.ndarray, x: int, y: int, symmetries) -> list[tuple[int, int]]:
     """All points reachable from (x, y) by applying each symmetry over its iteration range.
 
@@ -810,6 +880,7 @@ def orbit(grid: np.ndarray, x: int, y: int, symmetries) -> list[tuple[int, int]]
 # --------------------------------------------------------------------------- generators
 
 
+@_plain_args
 def random_free_location_for_sprite(
     grid: np.ndarray,
     sprite: np.ndarray,
@@ -844,6 +915,7 @@ def random_free_location_for_sprite(
 random_free_location_for_object = random_free_location_for_sprite
 
 
+@_plain_args
 def randomly_spaced_indices(max_len: int, n_indices: int, border_size: int = 1, padding: int = 1) -> np.ndarray:
     """Sorted random indices in [border_size, max_len - border_size), any two more than `padding` apart.
 
@@ -911,6 +983,7 @@ def _random_palette(background: int, max_colors: int = 9) -> list[int]:
     return random.sample([c for c in Color.ALL_COLORS if c != background], n_colors)
 
 
+@_plain_args
 def generate_sprite(
     n: int,
     m: int,
@@ -957,6 +1030,7 @@ def _flush_with_border(sprite: np.ndarray, background: int) -> bool:
     return bool(solid[0, :].any() and solid[-1, :].any() and solid[:, 0].any() and solid[:, -1].any())
 
 
+@_plain_args
 def random_sprite(
     n,
     m,
@@ -1001,6 +1075,7 @@ def random_sprite(
     raise ValueError("random_sprite: could not generate a sprite.")
 
 
+@_plain_args
 def show_colored_grid(grid: np.ndarray, text: bool = True) -> None:
     """Debug display in BARC; a no-op here so that stray calls in programs do no harm."""
     return None
