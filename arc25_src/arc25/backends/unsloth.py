@@ -1,0 +1,369 @@
+"""The unsloth backend: one copy of the 8B weights, trained through and sampled from, on a 24 GB card.
+
+An L4 cannot hold the model twice (16 GB of bf16 weights), so this backend loads it once through
+unsloth with `fast_inference=True`: vLLM owns the weights and unsloth builds the trainable
+transformers + peft model on views of them. Generation is vLLM's engine with one LoRA request per
+task; training is the project's own loop (`HFBackend`'s batching, warmup, clipping and labelled-
+positions-only loss) on unsloth's kernels and offloaded gradient checkpointing.
+
+Many tasks, one training slot. unsloth patches one peft adapter ("default"); every task's LoRA
+lives outside it and is swapped in when that task trains:
+
+- the slot's parameters are on the GPU; the task that trained last stays in the slot;
+- every other task's LoRA weights and AdamW moments wait in pinned CPU memory (fp32: 12 bytes
+  per LoRA parameter, ~1 GiB per task at rank 32 on all seven projections of the 8B model) and
+  are copied in (~40 ms over PCIe 4) when their task trains next;
+- vLLM gets each new version as bf16 tensors from memory (`LoRARequest(lora_tensors=...)`)
+  under a fresh `lora_int_id` (the adapter's version: vLLM caches by id, a reused id would serve
+  the old weights); at most `max_loras` different adapters share one engine call.
+
+Import-guarded: this module imports without unsloth or vLLM (CPU tests drive everything but the
+loader and the engine, see tests/test_unsloth_backend.py); `load` needs CUDA, unsloth and vLLM.
+`UNSLOTH_VLLM_MERGED_ROLLOUT=0` is set before unsloth loads: its default folds one LoRA into the
+shared base weights for generation, which would serve every task in a mixed call with one adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+
+from arc25.backends.base import Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats
+from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed
+from arc25.config import Config
+from arc25.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swapped through it
+TARGET_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the model comes from: unsloth on CUDA, a stand-in in CPU tests
+
+
+@dataclass
+class Loaded:
+    model: Any  # a peft model with one LoRA adapter named SLOT (unsloth's get_peft_model output)
+    tokenizer: Any
+    engine: Engine
+
+
+class Engine(Protocol):
+    """What the backend needs from an inference engine serving LoRAs by request."""
+
+    max_loras: int
+
+    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+        """For each row, its completions (cut or missing only where the row's deadline passed)."""
+        ...
+
+
+@dataclass
+class EngineRow:
+    prompt_ids: list[int]
+    params: SamplingParams
+    lora: AdapterWeights | None  # None: the base model
+    deadline: float | None = None
+
+
+@dataclass
+class EngineOutput:
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # stop | length | deadline
+
+
+@dataclass
+class AdapterWeights:
+    """One version of one task's LoRA, as handed to the engine (bf16 CPU tensors, peft names)."""
+
+    name: str
+    version: int
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any]  # peft's adapter_config.json content
+
+
+def _vllm_lora_request(weights: AdapterWeights) -> Any:
+    # unsloth_zoo patches vllm.lora.request.LoRARequest to accept tensors; take the patched class
+    import vllm.lora.request
+
+    return vllm.lora.request.LoRARequest(f"{weights.name}-v{weights.version}", weights.version,
+                                         lora_tensors=weights.tensors, lora_config=weights.config)
+
+
+class VLLMEngine:
+    """unsloth's in-process vLLM engine, stepped by hand so a deadline can cut it."""
+
+    def __init__(self, llm: Any, max_loras: int, stop_ids: list[int]) -> None:
+        self.llm, self.max_loras, self.stop_ids = llm, max_loras, stop_ids
+        self._ids = iter(range(1 << 62))
+
+    def _params(self, p: SamplingParams) -> Any:
+        from vllm import SamplingParams as VParams
+
+        greedy = p.temperature <= 0
+        return VParams(n=p.n, temperature=0.0 if greedy else p.temperature, top_p=1.0 if greedy else p.top_p,
+                       max_tokens=p.max_tokens, seed=p.seed, stop_token_ids=list(self.stop_ids),
+                       skip_special_tokens=True)
+
+    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+        engine = self.llm.llm_engine
+        ids, loras = [], {}
+        for row in rows:
+            rid = f"arc25-{next(self._ids)}"
+            lora = None
+            if row.lora is not None:
+                key = (row.lora.name, row.lora.version)
+                lora = loras.setdefault(key, _vllm_lora_request(row.lora))
+            engine.add_request(rid, {"prompt_token_ids": row.prompt_ids}, self._params(row.params), lora_request=lora)
+            ids.append(rid)
+        deadline_of = {rid: row.deadline for rid, row in zip(ids, rows)}
+        latest: dict[tuple[str, int], Any] = {}  # (request, completion index) -> its output so far
+        finished: set[str] = set()
+        cut: set[str] = set()
+        while engine.has_unfinished_requests():
+            now = time.time()
+            late = [r for r, d in deadline_of.items() if d is not None and now >= d and r not in finished | cut]
+            if late:
+                engine.abort_request(late)
+                cut.update(late)
+                if len(finished | cut) == len(ids):
+                    break
+            for out in engine.step():
+                for c in out.outputs:  # n > 1: children may come one by one or together
+                    latest[(out.request_id, c.index)] = c
+                if out.finished:
+                    finished.add(out.request_id)
+        results = []
+        for rid, row in zip(ids, rows):
+            outs = []
+            for index in range(row.params.n):
+                c = latest.get((rid, index))
+                if c is None:
+                    continue  # not started before the deadline
+                done = rid in finished and c.finish_reason in ("stop", "length")
+                outs.append(EngineOutput(list(c.token_ids), c.text, c.finish_reason if done else "deadline"))
+            results.append(outs)
+        return results
+
+
+def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
+    """The model through unsloth with fast_inference=True (vLLM owns the weights; training shares them)."""
+    if not torch.cuda.is_available():
+        raise UserError("model.backend='unsloth' needs a CUDA GPU (use 'hf' or 'vllm' on CPU)")
+    os.environ.setdefault("UNSLOTH_VLLM_MERGED_ROLLOUT", "0")
+    os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+    try:
+        import unsloth  # noqa: F401  (first: it patches transformers and peft)
+        from unsloth import FastLanguageModel
+    except ImportError as exc:
+        raise UserError(f"model.backend='unsloth': cannot import unsloth ({exc})") from None
+    mc, uc, lc, tc = config.model, config.unsloth, config.lora, config.training
+    cap = uc.memory_cap_gib
+    total = torch.cuda.get_device_properties(0).total_memory / 1024**3
+    if cap > 0:
+        # An L4-sized process on a bigger card: torch's allocator stops at the cap, and vLLM's share
+        # is given in GiB, not as a fraction of whatever card this is.
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        mc.path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
+        load_in_4bit=uc.load_in_4bit, fast_inference=True, gpu_memory_utilization=uc.vllm_gib / total,
+        max_lora_rank=lc.rank, max_loras=max_loras, float8_kv_cache=uc.fp8_kv_cache,
+        max_num_seqs=uc.max_num_seqs, max_num_batched_tokens=uc.max_num_batched_tokens,
+        enable_prefix_caching=True, random_state=config.seed)
+    model = FastLanguageModel.get_peft_model(
+        model, r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout, bias="none", use_rslora=lc.use_rslora,
+        target_modules=list(lc.target_modules), random_state=config.seed, max_seq_length=tc.max_seq_len,
+        use_gradient_checkpointing="unsloth" if tc.gradient_checkpointing else False)
+    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+    return Loaded(model, tokenizer, VLLMEngine(model.vllm_engine, max_loras, stop_ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+
+@dataclass
+class TaskAdapter:
+    """One task's LoRA. Its weights are in the slot while it owns it, else in `weights` (pinned CPU)."""
+
+    seed: int
+    weights: list[torch.Tensor] | None = None  # None while in the slot, or before the first swap-out
+    optimizer: torch.optim.Optimizer | None = None  # its moments follow the weights (GPU in the slot)
+    steps: int = 0
+    version: int = 0
+    handed: AdapterWeights | None = None  # the engine's copy of the current version
+    params: list[torch.nn.Parameter] = field(default_factory=list)  # the slot's parameters (for _train_step)
+
+
+class UnslothBackend(HFBackend):
+    """Backend protocol on unsloth (training) + vLLM (generation) sharing one copy of the weights."""
+
+    def __init__(self, config: Config, loader: Callable[[Config, int], Loaded] = load_with_unsloth) -> None:
+        self.config, self._loader = config, loader
+        self.max_tasks = max(1, config.run.tasks_per_worker)
+        super().__init__(config.model, config.lora, config.training, seed=config.seed,
+                         max_batch_tokens=config.model.max_batch_tokens)
+
+    def _load(self) -> None:
+        loaded = self._loader(self.config, self.max_tasks)
+        self.peft, self.tokenizer, self.engine = loaded.model, loaded.tokenizer, loaded.engine
+        self.base = self.peft.get_base_model()  # the LlamaForCausalLM with LoRA layers (loss uses its decoder)
+        self.max_adapters_per_call = self.engine.max_loras
+        tok = self.tokenizer
+        self.pad_id = tok.convert_tokens_to_ids(PAD_TOKEN)
+        self.eot_id = tok.convert_tokens_to_ids(EOT_TOKEN)
+        self.stop_ids = [tok.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+        self.slot = [p for n, p in self.peft.named_parameters() if "lora_" in n and f".{SLOT}." in n]
+        self.slot_names = [n.replace(f".{SLOT}", "") for n, p in self.peft.named_parameters()
+                           if "lora_" in n and f".{SLOT}." in n]
+        if not self.slot:
+            raise RuntimeError(f"the loaded model has no LoRA adapter named {SLOT!r}")
+        for p in self.slot:
+            p.requires_grad_(True)
+        self.device = self.slot[0].device
+        self.owner: str | None = None  # the task whose weights are in the slot
+        self._pin = self.device.type == "cuda"
+        # the adapter_config.json content vLLM reads (plain JSON types, as unsloth hands it over)
+        peft_config = self._peft_config().to_dict()
+        peft_config["target_modules"] = sorted(peft_config["target_modules"])
+        self._engine_config = json.loads(json.dumps(peft_config, default=str))
+
+    # --- adapters: weights swapped through the slot -----------------------------------------------
+
+    def create_adapter(self, name: str) -> None:
+        if name in self.adapters:
+            raise ValueError(f"adapter {name!r} already exists")
+        if not name or "." in name:
+            raise ValueError(f"adapter name {name!r}: must be non-empty, without dots")
+        with self.timings.measure("create"):
+            task = TaskAdapter(seed=adapter_seed(self.seed, name), params=self.slot)
+            task.weights = self._initial_weights(task.seed)
+            task.version = next(self._versions)
+            self.adapters[name] = task
+
+    def _initial_weights(self, seed: int) -> list[torch.Tensor]:
+        """peft's LoRA init (A: kaiming-uniform, B: zeros), from the adapter's own seed, on the CPU."""
+        out = []
+        gen = torch.Generator().manual_seed(seed)
+        for name, p in zip(self.slot_names, self.slot):
+            t = torch.zeros(p.shape, dtype=p.dtype)
+            if ".lora_A." in name:
+                bound = 1 / math.sqrt(p.shape[1])  # kaiming_uniform_(a=sqrt(5)): 1/sqrt(fan_in)
+                t.uniform_(-bound, bound, generator=gen)
+            out.append(t.pin_memory() if self._pin else t)
+        return out
+
+    def reset_adapter(self, name: str) -> None:
+        with self.timings.measure("reset"):
+            task = self._state(name)
+            if self.owner == name:
+                self.owner = None  # the slot's values are now garbage; nobody's weights live there
+            task.weights = self._initial_weights(task.seed)
+            task.optimizer, task.steps, task.handed = None, 0, None
+            task.version = next(self._versions)
+
+    def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
+        task = self._state(name)
+        values = self.slot if self.owner == name else task.weights
+        return {key: v.detach().to("cpu", copy=True).contiguous() for key, v in zip(self.slot_names, values)}
+
+    def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        task = self._state(name)
+        missing = [k for k in self.slot_names if k not in tensors]
+        if missing:
+            raise ValueError(f"adapter {name!r}: imported weights lack {len(missing)} tensors, e.g. {missing[0]}")
+        if self.owner == name:
+            self.owner = None
+        weights = [tensors[k].detach().to("cpu", dtype=p.dtype).clone() for k, p in zip(self.slot_names, self.slot)]
+        task.weights = [w.pin_memory() for w in weights] if self._pin else weights
+        task.optimizer, task.steps, task.handed = None, 0, None
+        task.version = next(self._versions)
+
+    def drop_adapter(self, name: str) -> None:
+        if self.adapters.pop(name, None) is not None and self.owner == name:
+            self.owner = None
+
+    def _activate(self, name: str) -> None:
+        """Put `name`'s weights and moments in the slot (the previous owner's go to pinned CPU memory)."""
+        task = self._state(name)
+        if self.owner == name:
+            return
+        with self.timings.measure("swap"), torch.no_grad():
+            if self.owner is not None:
+                old = self.adapters[self.owner]
+                old.weights = [self._to_host(p) for p in self.slot]
+                _move_optimizer(old.optimizer, self._to_host)
+            for p, w in zip(self.slot, task.weights):
+                p.copy_(w, non_blocking=True)
+                p.grad = None
+            _move_optimizer(task.optimizer, lambda t: t.to(self.device, non_blocking=True))
+            task.weights = None
+            self.owner = name
+
+    def _to_host(self, t: torch.Tensor) -> torch.Tensor:
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=self._pin)
+        host.copy_(t.detach(), non_blocking=self._pin)
+        return host
+
+    def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
+        stats = super().train(adapter, samples, deadline)
+        if stats.steps:
+            self.adapters[adapter].handed = None  # a new version: hand it over at its next generation
+        return stats
+
+    # --- generation: vLLM with one LoRA request per task ------------------------------------------
+
+    def handover(self, name: str) -> AdapterWeights:
+        """The adapter's current version as the engine takes it (made once per version)."""
+        task = self._state(name)
+        if task.handed is None or task.handed.version != task.version:
+            with self.timings.measure("handover"):
+                tensors = {k: v.to(torch.bfloat16) for k, v in self.export_adapter(name).items()}
+                task.handed = AdapterWeights(name, task.version, tensors, self._engine_config)
+        return task.handed
+
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        with self.timings.measure("generate"):
+            names = {r.adapter for r in requests if r.adapter is not None}
+            if len(names) > self.max_adapters_per_call:
+                raise ValueError(f"{len(names)} adapters in one call; the engine serves {self.max_adapters_per_call}")
+            loras = {name: self.handover(name) for name in names}
+            rows, where = [], []
+            for i, request in enumerate(requests):
+                for j, messages in enumerate(request.prompts):
+                    lora = loras[request.adapter] if request.adapter is not None else None
+                    rows.append(EngineRow(self.prompt_ids(messages), request.params, lora, request.deadline))
+                    where.append((i, j))
+            outputs = self.engine.run(rows) if rows else []
+            result: Completions = [[[] for _ in r.prompts] for r in requests]
+            for (i, j), row, outs in zip(where, rows, outputs):
+                result[i][j] = [Completion(o.text, o.finish_reason, prompt_tokens=len(row.prompt_ids),
+                                           completion_tokens=len(o.token_ids)) for o in outs]
+            return result
+
+    def close(self) -> None:
+        self.engine = None
+        super().close()
+
+
+def _move_optimizer(optimizer: torch.optim.Optimizer | None, move: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    if optimizer is None:
+        return
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                state[key] = move(value)
+
+
+def from_config(config: Config) -> UnslothBackend:
+    return UnslothBackend(config)

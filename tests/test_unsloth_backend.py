@@ -1,0 +1,254 @@
+"""The unsloth backend's CPU-testable parts, on the tiny model with the real transformers + peft classes.
+
+unsloth and its vLLM engine need CUDA, so two stand-ins replace them here (and only them):
+- `tiny_loader` returns what `FastLanguageModel.get_peft_model` returns, a peft model with one LoRA
+  adapter named "default", built by plain transformers + peft on the tiny model;
+- `HFEngine` serves the tensors the backend hands over (as vLLM does with `LoRARequest(lora_tensors=...)`)
+  from its own copy of the model, greedy decoding through HF.
+Everything else is the real backend: swapping tasks through the one training slot, the project's
+training loop, versions, reset, export/import, hand-over and the request/row bookkeeping.
+The GPU path (unsloth + vLLM sharing the 8B weights) runs in bench/gpu_unsloth_vllm.py on a GPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from peft import LoraConfig as PeftLoraConfig  # noqa: E402
+from peft import get_peft_model, set_peft_model_state_dict  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from arc25.backends import load_backend  # noqa: E402
+from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample  # noqa: E402
+from arc25.backends.unsloth import (  # noqa: E402
+    SLOT,
+    EngineOutput,
+    EngineRow,
+    Loaded,
+    UnslothBackend,
+    load_with_unsloth,
+)
+from arc25.config import Config  # noqa: E402
+from arc25.errors import UserError  # noqa: E402
+
+SYSTEM = "You are a world-class puzzle solver."
+CODE = "from common import *\n\ndef transform(input_grid):\n    return np.flipud(input_grid)"
+
+
+def messages(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
+def peft_config(config: Config, **extra) -> PeftLoraConfig:
+    lc = config.lora
+    return PeftLoraConfig(r=lc.rank, lora_alpha=lc.alpha, use_rslora=lc.use_rslora, target_modules=list(lc.target_modules),
+                          lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **extra)
+
+
+class HFEngine:
+    """Stand-in for vLLM: its own copy of the weights, serving handed-over LoRA tensors by request."""
+
+    def __init__(self, path, config: Config, max_loras: int, stop_ids: list[int]) -> None:
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.model = get_peft_model(base, peft_config(config), adapter_name="serve").eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.max_loras, self.stop_ids = max_loras, stop_ids
+        self.served: list[tuple[str, int]] = []  # (adapter, version) per row, as the engine saw them
+
+    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+        out = []
+        for row in rows:
+            if row.deadline is not None and time.time() >= row.deadline:
+                out.append([])  # not started before its deadline
+                continue
+            ids = torch.tensor([row.prompt_ids])
+            with torch.no_grad():
+                if row.lora is None:
+                    self.served.append((None, 0))
+                    with self.model.disable_adapter():
+                        gen = self.model.generate(input_ids=ids, max_new_tokens=row.params.max_tokens, do_sample=False,
+                                                  eos_token_id=self.stop_ids, pad_token_id=self.stop_ids[0])
+                else:
+                    self.served.append((row.lora.name, row.lora.version))
+                    tensors = {k: v.float() for k, v in row.lora.tensors.items()}
+                    result = set_peft_model_state_dict(self.model, tensors, adapter_name="serve")
+                    assert not [k for k in result.missing_keys if ".serve." in k]
+                    gen = self.model.generate(input_ids=ids, max_new_tokens=row.params.max_tokens, do_sample=False,
+                                              eos_token_id=self.stop_ids, pad_token_id=self.stop_ids[0])
+            new = gen[0, len(row.prompt_ids):].tolist()
+            stopped = bool(new) and new[-1] in self.stop_ids
+            tokens = new[:-1] if stopped else new
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            out.append([EngineOutput(tokens, text, "stop" if stopped else "length")] * row.params.n)
+        return out
+
+
+def tiny_loader(path):
+    def load(config: Config, max_loras: int) -> Loaded:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = get_peft_model(base, peft_config(config), adapter_name=SLOT)
+        stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
+        return Loaded(model, tokenizer, HFEngine(path, config, max_loras, stop_ids))
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    config = Config()
+    config.model.path, config.model.backend = str(tiny_model_dir), "unsloth"
+    config.training.learning_rate, config.training.warmup_steps = 3e-3, 0
+    config.run.tasks_per_worker = 3
+    b = UnslothBackend(config, loader=tiny_loader(tiny_model_dir))
+    yield b
+    b.close()
+
+
+def sample(text: str = "Flip it.") -> TrainSample:
+    return TrainSample(messages(text), f"```python\n{CODE}\n```")
+
+
+def weights(b: UnslothBackend, name: str) -> dict[str, torch.Tensor]:
+    return b.export_adapter(name)
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_one_slot_peft_names_and_init(backend):
+    backend.create_adapter("init_a")
+    backend.create_adapter("init_b")
+    try:
+        a = weights(backend, "init_a")
+        keys = list(a)
+        assert keys and all(k.startswith("base_model.model.") and (".lora_A.weight" in k or ".lora_B.weight" in k)
+                            for k in keys)
+        assert all(".default." not in k for k in keys)
+        assert all(torch.count_nonzero(v) == 0 for k, v in a.items() if ".lora_B." in k)
+        assert not same(a, weights(backend, "init_b"))  # each task its own A
+        backend.drop_adapter("init_a")
+        backend.create_adapter("init_a")
+        assert same(a, weights(backend, "init_a"))  # same seed and name: same initial weights
+    finally:
+        backend.drop_adapter("init_a")
+        backend.drop_adapter("init_b")
+
+
+def test_swapping_tasks_through_the_slot_keeps_each_tasks_weights_and_moments(backend):
+    """Task a trained twice with task b trained in between ends where a trained twice alone does."""
+    for name in ("alone", "mixed", "other"):
+        backend.create_adapter(name)
+    try:
+        backend.import_adapter("mixed", weights(backend, "alone"))  # the same start
+        backend.train("alone", [sample()])
+        backend.train("alone", [sample()])
+        backend.train("mixed", [sample()])
+        backend.train("other", [sample("Something else entirely.")])
+        assert backend.owner == "other"
+        assert backend.adapters["mixed"].optimizer.state  # its moments wait outside the slot
+        backend.train("mixed", [sample()])
+        alone, mixed = weights(backend, "alone"), weights(backend, "mixed")
+        assert alone.keys() == mixed.keys()
+        assert all(torch.allclose(alone[k], mixed[k], atol=1e-6) for k in alone)
+        assert not same(mixed, weights(backend, "other"))
+    finally:
+        for name in ("alone", "mixed", "other"):
+            backend.drop_adapter(name)
+
+
+def test_versions_reset_in_place_and_import(backend):
+    backend.create_adapter("ver")
+    backend.create_adapter("ver_copy")
+    try:
+        initial, v0 = weights(backend, "ver"), backend.adapter_version("ver")
+        stats = backend.train("ver", [sample()])
+        assert stats.steps == 1 and stats.trained == [0]
+        v1 = backend.adapter_version("ver")
+        trained = weights(backend, "ver")
+        assert v1 > v0 and not same(initial, trained)
+        backend.import_adapter("ver_copy", trained)
+        assert same(weights(backend, "ver_copy"), trained)
+        model = backend.peft
+        backend.reset_adapter("ver")
+        assert backend.adapter_version("ver") > v1
+        assert same(weights(backend, "ver"), initial)
+        assert backend.adapters["ver"].optimizer is None and backend.adapters["ver"].steps == 0
+        assert backend.peft is model  # in place: no reload, no new peft model
+        with pytest.raises(ValueError, match="lack"):
+            backend.import_adapter("ver_copy", {k: v for k, v in list(trained.items())[1:]})
+    finally:
+        backend.drop_adapter("ver")
+        backend.drop_adapter("ver_copy")
+
+
+def test_the_engine_serves_the_trained_version_under_a_fresh_id(backend):
+    """Overfit a task's adapter; the engine (its own weights) reproduces the program from the handed tensors;
+    after a reset the engine is handed the new version, not the cached old one."""
+    prompt = messages("Flip the grid upside down.")
+    target = f"```python\n{CODE}\n```"
+    backend.create_adapter("serve_me")
+    try:
+        for _ in range(40):
+            stats = backend.train("serve_me", [TrainSample(prompt, target)])
+            if stats.mean_loss < 0.01:
+                break
+        greedy = SamplingParams(n=2, temperature=0.0, max_tokens=60)
+        out = backend.generate([GenerationRequest([prompt], greedy, adapter="serve_me"),
+                                GenerationRequest([prompt], greedy, adapter=None)])
+        first = backend.engine.served[-2]
+        assert first == ("serve_me", backend.adapter_version("serve_me"))
+        trained, base = out[0][0], out[1][0]
+        assert len(trained) == 2 and trained[0].text.strip() == target.strip()
+        assert trained[0].finish_reason == "stop"
+        assert trained[0].prompt_tokens == len(backend.prompt_ids(prompt)) and trained[0].completion_tokens > 0
+        assert base[0].text.strip() != target.strip()
+        handed = backend.handover("serve_me")
+        assert backend.handover("serve_me") is handed  # made once per version
+        assert all(t.dtype == torch.bfloat16 for t in handed.tensors.values())
+        assert handed.config["use_rslora"] is True and handed.config["r"] == backend.lora_config.rank
+        backend.reset_adapter("serve_me")
+        backend.generate([GenerationRequest([prompt], greedy, adapter="serve_me")])
+        assert backend.engine.served[-1][1] == backend.adapter_version("serve_me") != first[1]
+    finally:
+        backend.drop_adapter("serve_me")
+
+
+def test_generate_keeps_request_order_and_the_engines_adapter_limit(backend):
+    names = ["lim0", "lim1", "lim2", "lim3"]
+    for name in names:
+        backend.create_adapter(name)
+    try:
+        assert backend.max_adapters_per_call == 3
+        p = SamplingParams(n=1, temperature=0.0, max_tokens=3)
+        with pytest.raises(ValueError, match="4 adapters"):
+            backend.generate([GenerationRequest([messages(n)], p, adapter=n) for n in names])
+        out = backend.generate([GenerationRequest([messages("a"), messages("bb")], p, adapter="lim0"),
+                                GenerationRequest([messages("c")], p, adapter=None, deadline=time.time() - 1),
+                                GenerationRequest([messages("d")], p, adapter="lim1")])
+        assert [len(r) for r in out] == [2, 1, 1]
+        assert out[1][0] == []  # past its deadline: no completions, no error
+        assert out[0][1][0].prompt_tokens == len(backend.prompt_ids(messages("bb")))
+        assert backend.generate([]) == []
+    finally:
+        for name in names:
+            backend.drop_adapter(name)
+
+
+def test_the_real_loader_needs_cuda_and_says_so():
+    """load_with_unsloth is the GPU path (bench/gpu_unsloth_vllm.py); on a CPU it refuses in one line."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: bench/gpu_unsloth_vllm.py covers the real loader")
+    config = Config()
+    config.model.backend = "unsloth"
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        load_with_unsloth(config, 2)
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        load_backend(config)
