@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arc25.dsl import common
 from arc25.dsl.common import Color
@@ -672,6 +674,73 @@ def test_detect_objects_two_squares_by_window():
     assert sorted(map(sorted, map(cells, objects))) == sorted(
         [[(0, 0), (0, 1), (1, 0), (1, 1)], [(4, 3), (4, 4), (5, 3), (5, 4)]]
     )
+
+
+def _barc_max_disjoint_subset(order, overlap, sizes, masks):
+    """BARC's overlap search, plainly: take-first depth-first, stop at full cover, ties leave the object out."""
+    best_possible = int(np.any(masks[order], axis=0).sum()) if order else 0
+
+    def search(pos, blocked, covered):
+        while pos < len(order) and blocked[order[pos]]:
+            pos += 1
+        if pos == len(order):
+            return (), covered
+        index = order[pos]
+        picks, total = search(pos + 1, blocked | overlap[index], covered + int(sizes[index]))
+        if total == best_possible:
+            return (index,) + picks, total
+        without = search(pos + 1, blocked, covered)
+        return ((index,) + picks, total) if total > without[1] else without
+
+    return list(search(0, np.zeros(len(sizes), dtype=bool), 0)[0])
+
+
+def _overlap_inputs(grid, dims):
+    """What _resolve_overlaps hands to the search, for the windows of `dims` over `grid`."""
+    objects = common._scan_windows(grid, dims, 0, None, None, [])
+    area = lambda o: common.crop(o).size  # noqa: E731
+    objects = sorted(objects, key=lambda o: (area(o), int(np.sum(o != 0))), reverse=True)  # as detect_objects does
+    masks = np.stack([(o != 0).ravel() for o in objects])
+    overlap = (masks.astype(int) @ masks.T.astype(int)) > 0
+    np.fill_diagonal(overlap, False)
+    contested = [i for i in range(len(objects)) if overlap[i].any()]
+    return contested, overlap, masks.sum(axis=1), masks
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([[(1, 2)], [(2, 1)], [(2, 2)], [(1, 3)], [(1, 2), (2, 1)]]))
+def test_detect_objects_bounded_search_is_barcs_choice_on_small_grids(seed, dims):
+    rng = np.random.default_rng(seed)
+    grid = np.where(rng.random((4, 4)) < 0.6, rng.integers(1, 4, (4, 4)), 0)
+    if not grid.any():
+        return
+    order, overlap, sizes, masks = _overlap_inputs(grid, dims)
+    assert common._max_disjoint_subset(order, overlap, sizes, masks) == _barc_max_disjoint_subset(
+        order, overlap, sizes, masks)
+
+
+@pytest.mark.timeout(60)  # a hang guard, not a speed assertion: the unbounded search ran for minutes here
+def test_detect_objects_windows_on_a_busy_30x30_grid_finish_greedily():
+    rng = np.random.default_rng(0)
+    grid = np.where(rng.random((30, 30)) < 0.5, rng.integers(1, 10, (30, 30)), 0)
+    objects = common.detect_objects(grid, allowed_dimensions=[(3, 3)])
+    covered = np.zeros(grid.shape, dtype=int)
+    for obj in objects:
+        assert obj.shape == grid.shape
+        covered += obj != 0
+    assert covered.max() == 1  # still pairwise non-overlapping
+    # past OVERLAP_SEARCH_LIMIT the choice is the greedy one: largest first, each kept unless it overlaps
+    order, overlap, _, _ = _overlap_inputs(grid, [(3, 3)])
+    assert len(order) > 700
+    assert len(objects) == len(common._greedy_disjoint_subset(order, overlap))
+
+
+def test_max_disjoint_subset_falls_back_to_greedy_at_the_limit():
+    grid = np.ones((1, 4), dtype=int)
+    order, overlap, sizes, masks = _overlap_inputs(grid, [(1, 3), (1, 2)])
+    exact = common._max_disjoint_subset(order, overlap, sizes, masks)
+    assert common._max_disjoint_subset(order, overlap, sizes, masks, limit=1) == [order[0]] != exact
+    assert sum(int(sizes[i]) for i in exact) == 4  # the exact search covers all four pixels
 
 
 # --------------------------------------------------------------------------- topology

@@ -506,17 +506,46 @@ def _scan_windows(grid, allowed_dimensions, background, colors, predicate, exist
     return found
 
 
-def _max_disjoint_subset(order: list[int], overlap: np.ndarray, sizes: np.ndarray, masks: np.ndarray) -> list[int]:
+# How many distinct sub-searches the exact overlap resolution may run before it settles for
+# the greedy choice. BARC's search is exponential in the number of overlapping candidates;
+# the grids BARC programs see (a few objects, or windows over small grids) need well under a
+# hundred, while 3x3 windows over a busy 30x30 grid (~800 candidates) never finish.
+OVERLAP_SEARCH_LIMIT = 2000
+
+
+class _SearchLimitReached(Exception):
+    pass
+
+
+def _greedy_disjoint_subset(order: list[int], overlap: np.ndarray) -> list[int]:
+    """The exact search's first leaf: each object in order unless it overlaps one already taken."""
+    blocked = np.zeros(len(overlap), dtype=bool)
+    chosen = []
+    for index in order:
+        if not blocked[index]:
+            chosen.append(index)
+            blocked |= overlap[index]
+    return chosen
+
+
+def _max_disjoint_subset(
+    order: list[int], overlap: np.ndarray, sizes: np.ndarray, masks: np.ndarray, limit: int = OVERLAP_SEARCH_LIMIT
+) -> list[int]:
     """Indices (in `order`) of pairwise non-overlapping objects covering the most pixels.
 
     BARC's search: depth-first, taking each object before leaving it out, stopping
     as soon as the union of all candidates is covered; ties go to leaving the object
     out. The bound only skips branches that cannot win and the memo only reuses
     identical sub-searches, so the choice is BARC's, found faster.
+
+    Bounded: after `limit` distinct sub-searches (or a search deeper than the
+    interpreter's stack) the answer is the greedy one, `_greedy_disjoint_subset`:
+    the largest objects first, each kept unless it overlaps one already kept.
     """
     order_arr = np.asarray(order, dtype=int)
     best_possible = int(np.sum(np.any(masks[order_arr], axis=0))) if order else 0
     memo: dict = {}
+    started = [0]  # sub-searches begun, memoised or not yet
 
     def search(pos: int, blocked: np.ndarray, covered: int) -> tuple[tuple[int, ...], int]:
         while pos < len(order) and blocked[order[pos]]:
@@ -526,6 +555,9 @@ def _max_disjoint_subset(order: list[int], overlap: np.ndarray, sizes: np.ndarra
         # a sub-search depends only on where it starts, what it may still pick and the pixels so far
         key = (pos, covered, np.packbits(blocked[order_arr[pos:]]).tobytes())
         if key not in memo:
+            started[0] += 1
+            if started[0] > limit:
+                raise _SearchLimitReached
             memo[key] = pick_or_skip(pos, blocked, covered)
         return memo[key]
 
@@ -543,7 +575,10 @@ def _max_disjoint_subset(order: list[int], overlap: np.ndarray, sizes: np.ndarra
         without_pick = search(pos + 1, blocked, covered)
         return with_pick if total > without_pick[1] else without_pick
 
-    return list(search(0, np.zeros(len(sizes), dtype=bool), 0)[0])
+    try:
+        return list(search(0, np.zeros(len(sizes), dtype=bool), 0)[0])
+    except (_SearchLimitReached, RecursionError):
+        return _greedy_disjoint_subset(order, overlap)
 
 
 def _resolve_overlaps(objects: list[np.ndarray], background: int) -> list[np.ndarray]:
@@ -560,7 +595,8 @@ def _resolve_overlaps(objects: list[np.ndarray], background: int) -> list[np.nda
     if not objects:
         return objects
     masks = np.stack([(obj != background).ravel() for obj in objects])
-    counts = masks.astype(np.int32)
+    # float32 so the product runs in BLAS (integer matmul does not); exact, as counts stay far below 2**24
+    counts = masks.astype(np.float32)
     overlap = (counts @ counts.T) > 0
     np.fill_diagonal(overlap, False)
     sizes = masks.sum(axis=1)
@@ -591,7 +627,9 @@ def detect_objects(
        that passes the colour rule and predicate(window) becomes an object unless
        identical to one found in step 1.
     3. Neither given: no objects.
-    4. Unless can_overlap, resolve overlaps (see _resolve_overlaps).
+    4. Unless can_overlap, resolve overlaps (see _resolve_overlaps): exactly as BARC,
+       unless that search exceeds OVERLAP_SEARCH_LIMIT steps (busy 30x30 grids with
+       hundreds of overlapping windows), where the largest objects are kept greedily.
     """
     objects: list[np.ndarray] = []
     if connectivity:
