@@ -1,6 +1,22 @@
-"""The Kaggle notebook, executed for real through nbclient (its CPU branch: tiny model, two tasks)."""
+"""The Kaggle notebook, executed headless through nbclient on CPU against a temporary /kaggle-like tree.
+
+The tree is what Kaggle mounts: the competition folder, the code dataset (the arc25 wheel
+staged by `arc25 package` from this checkout) under /kaggle/input/<slug>, the wheels
+dataset (a wheelhouse from `arc25 wheels`, staged with `arc25 package --wheels`) under
+/kaggle/input/datasets/<owner>/<slug>, and the tiny generated model under
+/kaggle/input/<model>/<framework>/<variation>/<version>. The kernel runs in a fresh
+virtual environment (it sees this environment's torch and co.; the GPU stack cannot
+install on CPU) and installs arc25 from the wheels with --no-index, as on Kaggle.
+
+Three runs: a commit run (self-check on evaluation tasks + a valid submission for the
+placeholder test file), the competition rerun (every task of the test file, absolute
+deadline), and a rerun whose deadline has passed (only the fallback can write).
+"""
+
+from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
 import pytest
@@ -8,20 +24,101 @@ from nbclient import NotebookClient
 
 from arc25.submission import validate_submission
 from arc25.tasks import load_tasks
-from helpers import REPO, TRAIN_2025
+from helpers import EVAL_2025, EVAL_2025_SOLUTIONS, REPO, TEST_2025
+from kaggle_helpers import run_arc25, small_wheelhouse, system_venv
+
+KERNEL = "arc25-kaggle-venv"
+# The tiny model with CPU-sized sampling: the machinery is under test, not the model.
+TINY_RUN_ARGS = " ".join(f"--set {s}" for s in (
+    "sampling.max_tokens=16", "sampling.n_per_prompt=2", "search.predictions_per_epoch=2",
+    "search.max_predictions=2", "search.max_epochs=1", "run.reserve_s=5", "run.per_task_cap_s=60"))
+TEST_TASKS = 2
+
+
+@pytest.fixture(scope="module")
+def kaggle_input(tmp_path_factory, tiny_model_dir):
+    """A /kaggle/input-like tree and a kernelspec for a fresh venv; returns (input, jupyter_path, venv)."""
+    root = tmp_path_factory.mktemp("kaggle")
+    inputs = root / "input"
+    competition = inputs / "arc-prize-2025"
+    competition.mkdir(parents=True)
+    test = json.loads(TEST_2025.read_text())
+    smallest = sorted(test, key=lambda t: len(json.dumps(test[t])))[:TEST_TASKS]
+    (competition / "arc-agi_test_challenges.json").write_text(json.dumps({t: test[t] for t in smallest}))
+    shutil.copy(EVAL_2025, competition / EVAL_2025.name)
+    shutil.copy(EVAL_2025_SOLUTIONS, competition / EVAL_2025_SOLUTIONS.name)
+    for args in (["--out", str(inputs / "arc25-code"), "--id", "alice/arc25-code"],
+                 ["--out", str(inputs / "datasets" / "alice" / "arc25-wheels"), "--id", "alice/arc25-wheels",
+                  "--wheels", str(small_wheelhouse(tmp_path_factory))]):
+        proc = run_arc25("package", *args)
+        assert proc.returncode == 0, proc.stderr
+    shutil.copytree(tiny_model_dir, inputs / "llama-3.1-arc-potpourri-induction-8b" / "transformers" / "default" / "1")
+    venv = system_venv(tmp_path_factory)
+    spec = root / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "arc25 kaggle venv", "language": "python"}))
+    return inputs, root / "jupyter", venv
+
+
+def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, **settings: str):
+    inputs, jupyter_path, venv = kaggle_input
+    work = tmp_path / "working"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # this machine's pip.conf adds a local find-links
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    env = {"ARC25_INPUT": str(inputs), "ARC25_WORK": str(work), "ARC25_RUN_ARGS": TINY_RUN_ARGS,
+           "ARC25_MIN_RUN_S": "10", "ARC25_SELF_CHECK_TASKS": "1", "ARC25_SELF_CHECK_S": "120"} | settings
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if rerun:
+        monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", "True")
+    else:
+        monkeypatch.delenv("KAGGLE_IS_COMPETITION_RERUN", raising=False)
+    notebook = nbformat.read(REPO / "kaggle_notebook.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name=KERNEL, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    # the submission is complete and valid for the competition's test file
+    challenges = inputs / "arc-prize-2025" / "arc-agi_test_challenges.json"
+    submission = json.loads((work / "submission.json").read_text())
+    assert validate_submission(submission, load_tasks(challenges)) == []
+    assert set(submission) == set(json.loads(challenges.read_text()))
+    assert text.lstrip().startswith("GPUs:")  # the first thing it prints
+    assert f"arc25 0.1.0 from {venv}" in text  # installed from the wheels into the kernel's venv
+    assert "--no-index" in text and f"submission.json: VALID" in text
+    return text, outputs, work
 
 
 @pytest.mark.slow
-def test_notebook_writes_a_valid_submission(tmp_path, monkeypatch):
-    data = json.loads(TRAIN_2025.read_text())
-    challenges = tmp_path / "challenges.json"
-    challenges.write_text(json.dumps({t: data[t] for t in ("3c9b0459", "6150a2bd")}))
-    monkeypatch.setenv("ARC25_CHALLENGES", str(challenges))
-    monkeypatch.setenv("ARC25_WORK", str(tmp_path / "work"))
-    notebook = nbformat.read(REPO / "kaggle_notebook.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    submission = json.loads((tmp_path / "work" / "submission.json").read_text())
-    assert validate_submission(submission, load_tasks(challenges)) == []
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "run exit code 0" in outputs
+def test_commit_run_self_checks_and_writes_a_valid_submission(tmp_path, monkeypatch, kaggle_input):
+    text, outputs, work = execute(tmp_path, monkeypatch, kaggle_input, rerun=False)
+    assert "mode: commit run: self-check" in text and "run exit code 0" in text
+    assert "datasets/alice/arc25-wheels" in text and "arc25-code/arc25-0.1.0-py3-none-any.whl" in text
+    assert "potpourri-induction-8b/transformers/default/1" in text  # the model, found by its files
+    report = work / "self-check" / "report"
+    assert (report / "report.md").is_file() and "score" in (work / "self-check" / "report" / "report.md").read_text()
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the report's plots are shown
+    assert not (work / "run").exists()  # the placeholder test file got the fallback, no run
+
+
+@pytest.mark.slow
+def test_competition_rerun_solves_the_test_file_by_an_absolute_deadline(tmp_path, monkeypatch, kaggle_input):
+    text, outputs, work = execute(tmp_path, monkeypatch, kaggle_input, rerun=True, ARC25_TIME_BUDGET_S="600",
+                                  ARC25_RESERVE_S="60")
+    assert "mode: competition rerun" in text and "--deadline" in text and "run exit code 0" in text
+    run = json.loads((work / "run" / "run.json").read_text())
+    assert len(run["task_ids"]) == TEST_TASKS
+    # the run's time limit was counted from the notebook's start: less than the 540 s left at its start
+    assert run["time_limit_s"] < 540 and run["deadline"] < run["started_at"] + 540
+    assert not (work / "self-check").exists()
+
+
+@pytest.mark.slow
+def test_a_passed_deadline_leaves_only_the_fallback(tmp_path, monkeypatch, kaggle_input):
+    text, outputs, work = execute(tmp_path, monkeypatch, kaggle_input, rerun=True, ARC25_TIME_BUDGET_S="1",
+                                  ARC25_RESERVE_S="0")
+    assert "no run:" in text and "the fallback stands" in text and "run exit code None" in text
+    assert not (work / "run" / "run.json").exists()
+    assert "2 fallback" in text or f"{TEST_TASKS} fallback" in text

@@ -128,6 +128,23 @@ class UnslothConfig:
 
 
 @dataclass
+class KaggleConfig:
+    """Where the Kaggle side lives: `arc25 package / upload / push / submit` and kernel-metadata.json."""
+
+    username: str = "your-kaggle-username"  # placeholder: the upload commands refuse it
+    competition: str = "arc-prize-2025"  # arc-prize-2026 shares the file format
+    notebook: str = "arc25"  # kernel slug: username/notebook
+    code_dataset: str = "arc25-code"  # small, re-uploaded often: the arc25 wheel
+    wheels_dataset: str = "arc25-wheels"  # multi-GB, uploaded once per GPU stack
+    dataset_license: str = "other"  # the wheels carry their own licences
+    # The BARC model as a Kaggle model instance version (owner/model/framework/variation/version).
+    model_sources: list[str] = field(default_factory=lambda: [
+        "your-kaggle-username/llama-3.1-arc-potpourri-induction-8b/transformers/default/1"])
+    machine_shape: str = "NvidiaL4"  # 4 x L4; one L4 is NvidiaL4X1
+    docker_image_pinning_type: str = "original"  # the wheelhouse matches the image it was built for
+
+
+@dataclass
 class Config:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,6 +155,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    kaggle: KaggleConfig = field(default_factory=KaggleConfig)
     unsloth: UnslothConfig = field(default_factory=UnslothConfig)
 
     def to_dict(self) -> dict[str, Any]:

