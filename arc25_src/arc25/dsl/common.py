@@ -96,6 +96,9 @@ class Color:
 # --------------------------------------------------------------------------- argument normalisation
 
 
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None)})
+
+
 def _plain(value):
     """A numpy scalar or 0-d array as the Python value it holds; lists and tuples of them element-wise.
 
@@ -107,6 +110,8 @@ def _plain(value):
     function behave exactly as with Python values. Arrays of one or more dimensions
     (grids, sprites) and other objects pass through untouched.
     """
+    if type(value) in _PLAIN_TYPES:
+        return value  # the common case, first: this runs on every argument of every call
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
