@@ -16,7 +16,9 @@ deadline), and a rerun whose deadline has passed (only the fallback can write).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import zipfile
 
 import nbformat
 import pytest
@@ -62,7 +64,7 @@ def kaggle_input(tmp_path_factory, tiny_model_dir):
     return inputs, root / "jupyter", venv
 
 
-def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, **settings: str):
+def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, expect_installed: bool = True, **settings: str):
     inputs, jupyter_path, venv = kaggle_input
     work = tmp_path / "working"
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
@@ -86,8 +88,10 @@ def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, **settings: str):
     assert validate_submission(submission, load_tasks(challenges)) == []
     assert set(submission) == set(json.loads(challenges.read_text()))
     assert text.lstrip().startswith("GPUs:")  # the first thing it prints
-    assert f"arc25 0.1.0 from {venv}" in text  # installed from the wheels into the kernel's venv
-    assert "--no-index" in text and f"submission.json: VALID" in text
+    if expect_installed:
+        assert f"arc25 0.1.0 from {venv}" in text  # installed from the wheels into the kernel's venv
+        assert "--no-index" in text
+    assert "submission.json: VALID" in text
     return text, outputs, work
 
 
@@ -122,3 +126,29 @@ def test_a_passed_deadline_leaves_only_the_fallback(tmp_path, monkeypatch, kaggl
     assert "no run:" in text and "the fallback stands" in text and "run exit code None" in text
     assert not (work / "run" / "run.json").exists()
     assert "2 fallback" in text or f"{TEST_TASKS} fallback" in text
+
+
+@pytest.mark.slow
+def test_a_driver_too_old_for_the_wheelhouse_keeps_the_fallback(tmp_path, monkeypatch, kaggle_input):
+    """Four L4s with driver 570 (a fake nvidia-smi: there is no GPU here) and a wheelhouse whose torch is a CUDA 13
+    build (a wheel-shaped zip with torch/version.py): nothing is installed, the fallback is the submission."""
+    inputs, jupyter_path, venv = kaggle_input
+    tree = tmp_path / "input"
+    tree.mkdir()
+    for entry in inputs.iterdir():
+        (tree / entry.name).symlink_to(entry, target_is_directory=True)
+    torch_dir = tree / "torch-wheels"
+    torch_dir.mkdir()
+    with zipfile.ZipFile(torch_dir / "torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as zf:
+        zf.writestr("torch/version.py", "__version__ = '2.11.0'\ncuda: Optional[str] = '13.0'\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nfor i in 0 1 2 3; do echo \"$i, NVIDIA L4, 23034 MiB, 570.133.20\"; done\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    text, outputs, work = execute(tmp_path, monkeypatch, (tree, jupyter_path, venv), rerun=True,
+                                  expect_installed=False)
+    assert text.lstrip().startswith("GPUs: 4, NVIDIA driver 570.133.20")
+    assert "NOT INSTALLING: the wheelhouse's torch is a CUDA 13.0 build, which needs NVIDIA driver >= 580" in text
+    assert "pip install" not in text and "no run:" in text and not (work / "run").exists()
