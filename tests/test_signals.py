@@ -25,10 +25,14 @@ from test_workers import ROTATED, TASK_IDS, check_submission, data, run_args, ti
 HUNG = "00576224"  # its first attempt never ends: the run is mid-way until stopped
 
 
-def start_run(data: dict[str, Path], out: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_run(data: dict[str, Path], out: Path, extra: tuple[str, ...] = (), command: str = "run",
+              **popen) -> subprocess.Popen:
     env = {**os.environ, FAULT_ENV: f"hang:{HUNG}@1"}
-    cmd = [sys.executable, "-m", "arc25", *run_args(data, out, time_limit="300", extra=extra)]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = run_args(data, out, time_limit="300", extra=extra)
+    args[args.index("run")] = command  # dry-run takes the same options
+    cmd = [sys.executable, "-m", "arc25", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
 
 
 def wait_until_mid_run(out: Path, proc: subprocess.Popen, timeout: float = 90) -> list[psutil.Process]:
@@ -36,7 +40,8 @@ def wait_until_mid_run(out: Path, proc: subprocess.Popen, timeout: float = 90) -
     limit = time.time() + timeout
     while time.time() < limit:
         assert proc.poll() is None, proc.communicate()
-        busy = any(_status(p).get("task_id") == HUNG for p in (out / "workers").glob("worker-*.status.json"))
+        claim = claims.read_claim(out, HUNG)
+        busy = claim is not None and claim.state == claims.ACTIVE
         if busy and all(claims.result_done(out, t, warn=False) for t in TASK_IDS if t != HUNG):
             tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
             # 2 workers, each with 1 program executor (execution.workers=1)
@@ -44,13 +49,6 @@ def wait_until_mid_run(out: Path, proc: subprocess.Popen, timeout: float = 90) -
             return tree
         time.sleep(0.2)
     raise AssertionError("the run never reached the hung task with the others done")
-
-
-def _status(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def alive(tree: list[psutil.Process]) -> list[str]:
@@ -112,3 +110,37 @@ def test_sigkill_of_the_parent_takes_the_workers_along_and_the_run_resumes(data,
     check_submission(out, data["challenges"])
     taken = claims.read_claim(out, HUNG)
     assert taken.state == claims.DONE and taken.attempt == 2  # the dead worker's claim was taken over
+
+
+def test_sigterm_to_a_dry_run(data, tmp_path):
+    out = tmp_path / "dry"
+    proc = start_run(data, out, command="dry-run")
+    try:
+        tree = wait_until_mid_run(out, proc)
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "received SIGTERM: stopping workers, merging" in stderr and "Traceback" not in stderr
+    assert "stopped by SIGTERM" in stdout and f"{out / 'submission.json'}: valid" in stdout
+    check_submission(out, data["challenges"])
+    assert wait_all_gone(tree) == []
+
+
+def test_an_ignored_sighup_stays_ignored(data, tmp_path):
+    """`nohup arc25 run ...`: closing the terminal must not stop the run."""
+    out = tmp_path / "run"
+    proc = start_run(data, out, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_until_mid_run(out, proc)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2.0)
+        assert proc.poll() is None  # still running
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGHUP" not in stderr and "received SIGTERM" in stderr
+    check_submission(out, data["challenges"])

@@ -263,6 +263,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
     """While inside, SIGTERM and SIGHUP request a stop (logged once; a repeat is logged and ignored).
 
     Only the main thread can set handlers: elsewhere (a notebook's worker thread) signals keep their default.
+    A signal the process was told to ignore stays ignored (`nohup arc25 run ...` survives its terminal).
     """
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -277,7 +278,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
         else:
             log.warning("received %s again: already stopping", name)
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield request
     finally:
