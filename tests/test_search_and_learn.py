@@ -76,8 +76,8 @@ def test_wrong_programs_are_relabeled_deduplicated_and_ranked(tasks, tmp_path):
     result = s.run()
 
     # nothing is right: all three epochs ran, each search on a fresh set of prompts
-    assert result["stop_reason"] == "max_epochs" and len(result["epochs"]) == 3
-    assert result["predictions"] == 24 and not result["train_pass_at_n"] and not result["pass_at_n"]
+    assert result.stop_reason == "max_epochs" and len(result.epochs) == 3
+    assert result.predictions == 24 and not result.train_pass_at_n and not result.pass_at_n
     # the first search uses the base model, later ones the task's adapter, reset before first use
     assert [call[2] for call in backend.generate_calls] == [None, "a", "a"]
     assert backend.resets == ["a"]
@@ -106,25 +106,33 @@ def test_wrong_programs_are_relabeled_deduplicated_and_ranked(tasks, tmp_path):
     identity_sample = next(smp for smp in trained if smp.answer == IDENTITY)  # from prediction 0, the earliest
     shown = first.prompt.augmentation.apply(task.train[0].input)
     assert f"Input:\n{render_grid(shown)}\n\nOutput:\n{render_grid(shown)}\n\n\n" in identity_sample.messages[1]["content"]
-    assert [e["train_samples"] for e in result["epochs"][:2]] == [len(call) for _, call in backend.train_calls]
+    assert [e.train_samples for e in result.epochs[:2]] == [len(call) for _, call in backend.train_calls]
 
     # files: the result (atomic JSON) and every prediction
     on_disk = json.loads((tmp_path / task.task_id / "result.json").read_text())
-    assert on_disk["status"] == "done" and on_disk["attempts"] == result["attempts"]
+    assert on_disk["status"] == "done" and on_disk["attempts"] == result.attempts
     rows = list(read_jsonl(tmp_path / task.task_id / "predictions.jsonl.gz"))
     assert len(rows) == 24 and rows[2]["kind"] == "timeout" and "0.5 s" in rows[2]["error_message"]
     assert PromptSpec.from_dict(rows[0]["prompt"]) == first.prompt
-    assert set(result["timings"]) == {"generate", "execute", "relabel", "train", "reset", "other"}
+    assert set(result.timings) == {"generate", "execute", "relabel", "train", "reset", "other"}
+
+
+def test_copies_of_one_program_are_one_vote(tasks):
+    """After training the model resamples what it learned: 8 copies of one program do not make 8 votes."""
+    task = tasks["3c9b0459"]
+    s, backend = solver(task, [RIGHT] * 8, config(stop_agreeing_programs=2, stop_distinct_outputs=2, max_epochs=2))
+    result = s.run()
+    assert result.stop_reason == "max_epochs" and not result.solved and result.pass_at_n == 1.0
 
 
 def test_stops_when_programs_agree_and_selects_the_right_attempt(tasks):
     task = tasks["3c9b0459"]
-    cfg = config(stop_agreeing_programs=3, stop_distinct_outputs=2)
+    cfg = config(stop_agreeing_programs=2, stop_distinct_outputs=2)  # RIGHT and RIGHT_LONGER: two programs agree
     s, backend = solver(task, [IDENTITY, RIGHT, RIGHT_LONGER, MIRROR, RIGHT, IDENTITY, NO_CODE, RIGHT], cfg)
     result = s.run()
-    assert result["stop_reason"] == "solved" and len(result["epochs"]) == 1 and backend.train_calls == []
-    assert result["pass_at_n"] and result["train_pass_at_n"]
-    (attempt_1, attempt_2), = result["attempts"]
+    assert result.stop_reason == "solved" and len(result.epochs) == 1 and backend.train_calls == []
+    assert result.pass_at_n and result.train_pass_at_n
+    (attempt_1, attempt_2), = result.attempts
     assert attempt_1 == grid_to_json(task.test_outputs[0])
     assert attempt_2 != attempt_1
 
@@ -140,8 +148,8 @@ def test_two_distinct_train_perfect_outputs_stop(tasks):
                  "    return out")
     s, backend = solver(task, [RIGHT, odd], config(stop_agreeing_programs=99, stop_distinct_outputs=2))
     result = s.run()
-    assert result["stop_reason"] == "solved" and len(result["epochs"]) == 1
-    (a1, a2), = result["attempts"]
+    assert result.stop_reason == "solved" and len(result.epochs) == 1
+    (a1, a2), = result.attempts
     assert grid_to_json(task.test_outputs[0]) in (a1, a2) and a1 != a2
 
 
@@ -153,8 +161,8 @@ def test_a_program_right_on_train_but_failing_on_test_is_no_answer(tasks):
     s, _ = solver(task, [fails_on_test], config(stop_agreeing_programs=1, max_epochs=2))
     result = s.run()
     assert s.state.predictions[0].train_pass and not s.state.predictions[0].valid_outputs
-    assert result["stop_reason"] == "max_epochs" and not result["solved"]
-    (a1, a2), = result["attempts"]  # nothing ran on the test input: the fallbacks
+    assert result.stop_reason == "max_epochs" and not result.solved
+    (a1, a2), = result.attempts  # nothing ran on the test input: the fallbacks
     assert a1 == grid_to_json(task.test_inputs[0]) and a2 == [[0]]
 
 
@@ -162,7 +170,7 @@ def test_pure_sampling_never_trains(tasks):
     task = tasks["3c9b0459"]
     s, backend = solver(task, [IDENTITY, MIRROR], config(learn=False, max_epochs=3))
     result = s.run()
-    assert len(result["epochs"]) == 3 and backend.train_calls == [] and backend.resets == []
+    assert len(result.epochs) == 3 and backend.train_calls == [] and backend.resets == []
     assert all(call[2] is None for call in backend.generate_calls)
 
 
@@ -178,7 +186,7 @@ def test_budget_stops_before_an_epoch_that_cannot_finish(tasks):
     backend.create_adapter("a")
     s = TaskSolver(task, backend, executor_ref[0], config(max_epochs=50), 10.0, adapter="a", clock=clock)
     result = s.run()
-    assert result["stop_reason"] == "budget" and len(result["epochs"]) < 50
+    assert result.stop_reason == "budget" and len(result.epochs) < 50
 
 
 def test_same_seed_same_predictions(tasks):
@@ -195,7 +203,7 @@ def test_solve_tasks_reuses_one_adapter_slot(tasks, tmp_path):
     backend = ScriptedBackend([IDENTITY, MIRROR, RIGHT])
     chosen = [tasks["3c9b0459"], tasks["6150a2bd"]]
     results = solve_tasks(chosen, backend, executor_ref[0], config(max_epochs=2, stop_agreeing_programs=99), 60.0, tmp_path)
-    assert [r["task_id"] for r in results] == ["3c9b0459", "6150a2bd"]
+    assert [r.task_id for r in results] == ["3c9b0459", "6150a2bd"]
     assert list(backend.adapters) == [ADAPTER_SLOT] and backend.resets == [ADAPTER_SLOT, ADAPTER_SLOT]
     assert all((tmp_path / t.task_id / "result.json").exists() for t in chosen)
 
@@ -274,8 +282,8 @@ def test_a_redone_task_resumes_from_its_earlier_predictions(tasks, tmp_path):
     again, backend = solver(task, [IDENTITY, MIRROR], cfg, tmp_path)
     assert len(again.state.predictions) == 8 and again.state.epoch == 1
     result = again.run()
-    assert result["predictions"] == 32 and [e["epoch"] for e in result["epochs"]] == [0, 1, 2, 3]
-    assert result["attempts"][0][0] == grid_to_json(task.test_outputs[0]) and result["pass_at_n"]
+    assert result.predictions == 32 and [e.epoch for e in result.epochs] == [0, 1, 2, 3]
+    assert result.attempts[0][0] == grid_to_json(task.test_outputs[0]) and result.pass_at_n
     # the new adapter learns from the earlier programs too (the right one ranks first)
     assert backend.train_calls[0][1][0].answer == RIGHT
     rows = list(read_jsonl(tmp_path / task.task_id / "predictions.jsonl.gz"))
@@ -289,4 +297,4 @@ def test_unreadable_earlier_predictions_start_the_task_afresh(tasks, tmp_path, c
     (folder / "predictions.jsonl.gz").write_bytes(b"not gzip at all")
     s, _ = solver(task, [IDENTITY], config(max_epochs=1), tmp_path)
     assert s.state.predictions == [] and "truncated or corrupt after 0 rows" in caplog.text
-    assert s.run()["predictions"] == 8
+    assert s.run().predictions == 8

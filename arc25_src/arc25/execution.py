@@ -813,3 +813,10 @@ def _to_task_execution(result: ExecutionResult, task: Task, augmentation: Augmen
     return TaskExecution(
         outputs[:n], outputs[n:], result.errors[:n], result.errors[n:], result.kind, result.error, result.duration_s
     )
+
+
+def executor_workers(config: Any, n_workers: int) -> int:
+    """Program executors per run worker: the machine's cores split between them (4 GPU workers share one CPU)."""
+    if config.execution.workers > 0:
+        return config.execution.workers
+    return max(1, len(os.sched_getaffinity(0)) // max(1, n_workers))

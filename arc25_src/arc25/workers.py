@@ -1,22 +1,16 @@
 """One worker of a run: a process that owns one GPU (or a share of the CPU) and solves tasks.
 
 `python -m arc25.workers --run-dir R --index K` is started by the run's parent
-(`arc25.run`). It loads the model once, creates one adapter slot and its own program
-executor, then claims tasks one at a time (`arc25.claims`) and runs `TaskSolver` on
-them with a budget that adapts to the time and tasks left. The solver writes each
-task's result after every epoch, so a crash or kill costs at most the epoch in
-flight. A heartbeat thread refreshes the worker's claim and status file, so a long
-generate call does not look like a dead worker.
-
-RUN_DIR layout:
-    run.json                        challenges, solutions, task_ids (claim order), n_workers, devices,
-                                    started_at, deadline, time_limit_s, config, skipped_tasks
-    tasks/<task_id>/result.json     written by TaskSolver (+ predictions.jsonl.gz)
-    claims/<task_id>.json, .lock    who works on what (see arc25.claims); run.lock: one parent per RUN_DIR
-    workers/worker-<k>.log          the worker's log (its stdout and stderr)
-    workers/worker-<k>.status.json  {worker, pid, task_id, phase, epoch, updated_at, state, ...}
-    workers/worker-<k>.timeline.jsonl  one line per task attempt
-    submission.json
+(`arc25.run`). It loads the model once, creates `run.tasks_per_worker` adapter
+slots and its own program executor, then keeps that many tasks in flight: the
+scheduler (`arc25.scheduler`) serves all their prompts in one engine call per round,
+runs their programs beside the next engine call and trains their adapters in turn;
+a finished task's slot is refilled at once from the claims (`arc25.claims`), with a
+budget that adapts to the time and tasks left. Solvers write each task's result after
+every epoch, inside the claim's fence, so a crash or kill costs at most the epoch in
+flight and a worker that lost its claim writes nothing. A heartbeat thread refreshes
+the worker's claims and status file, so a long engine call does not look like a dead
+worker. The run folder's layout is in `arc25.rundir`.
 
 Test hook: the environment variable ARC25_FAULT_INJECT, read only by workers,
 makes them misbehave on purpose: a comma-separated list of ACTION:TASK_ID[@ATTEMPT]
@@ -27,91 +21,29 @@ with ACTION raise | hang | exit and TASK_ID a task id or * (e.g. "raise:abc",
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from arc25 import claims
 from arc25.config import Config, config_from_dict
-from arc25.errors import UserError
+from arc25.errors import USER_ERROR_EXIT, UserError
 from arc25.io import atomic_write_json
+from arc25.rundir import (RUN_FILE, append_timeline, engine_path, read_json_or_none, status_path, tasks_dir,
+                          timeline_row)
 from arc25.tasks import Task, load_tasks_tolerant
 
 log = logging.getLogger("arc25.workers")  # not __name__: workers run this module as __main__
 
-RUN_FILE = "run.json"
-WORKERS_DIR = "workers"
-SUBMISSION_FILE = "submission.json"
 FAULT_ENV = "ARC25_FAULT_INJECT"
-USER_ERROR_EXIT = 2  # a worker's exit code for a UserError, as the CLI's
 POLL_S = 0.5
-
-
-# -- run folder -------------------------------------------------------------------------------
-
-
-def workers_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / WORKERS_DIR
-
-
-def status_path(run_dir: Path, index: int) -> Path:
-    return workers_dir(run_dir) / f"worker-{index}.status.json"
-
-
-def timeline_path(run_dir: Path, index: int) -> Path:
-    return workers_dir(run_dir) / f"worker-{index}.timeline.jsonl"
-
-
-def log_path(run_dir: Path, index: int) -> Path:
-    return workers_dir(run_dir) / f"worker-{index}.log"
-
-
-def read_json_or_none(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def last_line(path: Path) -> str:
-    """The last line of a log file (a worker's last words), for the parent's error message."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 2000))
-            lines = f.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "(empty log)"
-    except OSError:
-        return "(no log)"
-
-
-def append_timeline(run_dir: Path, index: int, row: dict[str, Any]) -> None:
-    """One line per task attempt; a single small write, so concurrent readers see whole lines."""
-    with open(timeline_path(run_dir, index), "a") as f:
-        f.write(json.dumps(row, separators=(",", ":")) + "\n")
-
-
-def timeline_row(index: int, task_id: str, start: float, outcome: str, result: dict[str, Any] | None
-                 ) -> dict[str, Any]:
-    epochs = (result or {}).get("epochs") or []
-    return {
-        "worker": index, "task_id": task_id, "start": start, "end": time.time(), "outcome": outcome,
-        "epochs": len(epochs), "predictions": (result or {}).get("predictions", 0),
-        "search_s": round(sum(e.get("search_s", 0.0) for e in epochs), 3),
-        "learn_s": round(sum(e.get("learn_s", 0.0) for e in epochs), 3),
-    }
-
-
-# ============================================================================================
-# The worker
-# ============================================================================================
 
 
 class StatusFile:
@@ -122,8 +54,7 @@ class StatusFile:
         self.lock = threading.Lock()
         pid = os.getpid()
         self.data: dict[str, Any] = {"worker": index, "pid": pid, "pid_started": claims.process_started(pid),
-                                     "device": device, "state": "starting", "task_id": None, "phase": None,
-                                     "epoch": None, "task_started": None, "tasks_done": 0}
+                                     "device": device, "state": "starting", "tasks": [], "tasks_done": 0}
         self.update()
 
     def update(self, **fields: Any) -> None:
@@ -133,13 +64,13 @@ class StatusFile:
 
 
 class Heartbeat(threading.Thread):
-    """Keeps the status file and the current claim fresh while the main thread is inside a long call."""
+    """Keeps the status file and the claims in flight fresh while the main thread is inside a long call."""
 
     def __init__(self, run_dir: Path, status: StatusFile, every_s: float) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.run_dir, self.status, self.every_s = run_dir, status, every_s
-        self.claim: claims.Claim | None = None
-        self.lost = threading.Event()  # the current claim was taken over
+        self.claims: dict[str, claims.Claim] = {}  # task id -> claim in flight
+        self.lost: set[str] = set()  # tasks whose claim was taken over
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -154,10 +85,10 @@ class Heartbeat(threading.Thread):
                 log.exception("heartbeat failed")
 
     def beat(self) -> None:
-        claim = self.claim
-        if claim is not None and not self.lost.is_set() and not claims.refresh(self.run_dir, claim):
-            log.warning("task %s: claim was taken over by another worker", claim.task_id)
-            self.lost.set()
+        for task_id, claim in list(self.claims.items()):
+            if task_id not in self.lost and not claims.refresh(self.run_dir, claim):
+                log.warning("task %s: claim was taken over by another worker", task_id)
+                self.lost.add(task_id)
         self.status.update()
 
 
@@ -179,8 +110,17 @@ def inject_fault(task_id: str, attempt: int) -> None:
 
 
 @dataclass
+class Flight:
+    """A task in flight: its claim, its solver and when it started."""
+
+    claim: claims.Claim
+    solver: Any  # TaskSolver
+    start: float
+
+
+@dataclass
 class Worker:
-    """One worker process: its model, executor, tasks and the run's shared facts."""
+    """One worker process: its model, executor, tasks in flight and the run's shared facts."""
 
     run_dir: Path
     index: int
@@ -194,10 +134,16 @@ class Worker:
     status: StatusFile | None = None
     heartbeat: Heartbeat | None = None
     tasks_done: int = 0
+    flights: dict[str, Flight] = field(default_factory=dict)  # task id -> in flight
+    unfinished: int = 1  # tasks neither done nor given up, at the last claim scan
 
     @property
     def max_crashes(self) -> int:
         return self.config.run.max_attempts_per_task
+
+    @property
+    def slots(self) -> int:
+        return max(1, self.config.run.tasks_per_worker)
 
     def others_alive(self) -> bool:
         for k in range(self.n_workers):
@@ -207,64 +153,101 @@ class Worker:
                 return True
         return False
 
-    def loop(self) -> None:
-        """Claim and solve until every task is finished or the deadline passes."""
+    def loop(self, engine_log: Any = None) -> None:
+        """Keep `tasks_per_worker` tasks in flight until every task is finished or the deadline passes."""
+        from arc25.scheduler import Scheduler, adapter_slots  # after CUDA_VISIBLE_DEVICES is set
+
+        slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
+        with Scheduler(self.backend, self.executor, slots, self.refill, engine_log) as scheduler:
+            while True:
+                self.stop_lost_and_late(scheduler)
+                for solver in scheduler.round():
+                    self.finish(solver, scheduler.error(solver))
+                self.show(scheduler)
+                if scheduler.solvers:
+                    continue
+                if time.time() >= self.deadline:
+                    log.info("deadline passed: claiming nothing more")
+                    return
+                if scheduler.exhausted and self.unfinished == 0:
+                    log.info("no tasks left")
+                    return
+                # the rest is held by others: wait, in case one of them dies and its task needs taking over
+                self.status.update(state="waiting", tasks=[])
+                time.sleep(wait_s)
+
+    def refill(self, slot: str) -> Any:
+        """A solver for the next task this worker can claim, on adapter slot `slot`; None when there is none."""
+        from arc25.search_and_learn import TaskSolver
+
         while time.time() < self.deadline:
             scan = claims.claim_next(self.run_dir, self.task_ids, self.index, max_crashes=self.max_crashes,
                                      stale_after_s=self.config.run.stale_after_s, others_alive=self.others_alive())
-            if scan.claim is not None:
-                self.solve(scan.claim, scan.unfinished)
-            elif scan.unfinished == 0:
-                log.info("no tasks left")
-                return
-            else:  # the rest is held by others: wait, in case one of them dies and its task needs taking over
-                self.status.update(state="waiting", task_id=None, phase=None, epoch=None)
-                time.sleep(wait_s)
-        log.info("deadline passed: claiming nothing more")
+            self.unfinished = scan.unfinished
+            if scan.claim is None:
+                return None
+            claim, task, start = scan.claim, self.tasks[scan.claim.task_id], time.time()
+            # with K tasks in flight per worker, each task has K times the wall time of one slot
+            budget = claims.task_budget_s(self.deadline - start, self.n_workers * self.slots, scan.unfinished,
+                                          self.config.run.per_task_cap_s)
+            log.info("task %s: attempt %d, budget %.0f s, slot %s", task.task_id, claim.attempt, budget, slot)
+            self.heartbeat.claims[task.task_id] = claim
+            self.heartbeat.lost.discard(task.task_id)
+            flight = self.flights[task.task_id] = Flight(claim, None, start)
+            self.show()
+            try:
+                inject_fault(task.task_id, claim.attempt)
+                flight.solver = TaskSolver(task, self.backend, self.executor, self.config, budget,
+                                           tasks_dir(self.run_dir), adapter=slot, deadline=self.deadline,
+                                           fence=functools.partial(claims.fenced, self.run_dir, claim))
+            except Exception as exc:  # noqa: BLE001 - this task failed to start; try the next one
+                self.finish_task(task.task_id, None, exc)
+                continue
+            return flight.solver
+        return None
 
-    def solve(self, claim: claims.Claim, unfinished: int) -> None:
-        from arc25.search_and_learn import ADAPTER_SLOT, TaskSolver  # after CUDA_VISIBLE_DEVICES is set
+    def stop_lost_and_late(self, scheduler: Any) -> None:
+        """Drop tasks whose claim another worker took over; stop everything at the run's deadline."""
+        for task_id in list(self.flights):
+            solver = self.flights[task_id].solver
+            if task_id in self.heartbeat.lost:
+                log.warning("task %s: lost the claim; dropping the task", task_id)
+                scheduler.remove(solver)
+                self.finish_task(task_id, solver, claims.ClaimLost(f"task {task_id}: claim taken over"))
+            elif time.time() >= self.deadline:
+                solver.stop("deadline")
 
-        task, start = self.tasks[claim.task_id], time.time()
-        budget = claims.task_budget_s(self.deadline - start, self.n_workers, unfinished, self.config.run.per_task_cap_s)
-        log.info("task %s: attempt %d, budget %.0f s", task.task_id, claim.attempt, budget)
-        self.status.update(state="working", task_id=task.task_id, phase="search", epoch=0, task_started=start)
-        self.heartbeat.lost.clear()
-        self.heartbeat.claim = claim
-        solver = None
-        try:
-            inject_fault(task.task_id, claim.attempt)
-            solver = TaskSolver(task, self.backend, self.executor, self.config, budget,
-                                self.run_dir / claims.TASKS_DIR, adapter=ADAPTER_SLOT)
-            outcome = self.drive(solver, claim)
-        except Exception:
-            log.exception("task %s: attempt %d crashed", task.task_id, claim.attempt)
-            self.heartbeat.claim = None
-            state = claims.release(self.run_dir, claim, claims.FAILED, self.max_crashes)
+    def finish(self, solver: Any, error: BaseException | None) -> None:
+        self.finish_task(solver.task.task_id, solver, error)
+
+    def finish_task(self, task_id: str, solver: Any, error: BaseException | None) -> None:
+        """Release the claim as the outcome says, and write the task's timeline line."""
+        flight = self.flights.pop(task_id)
+        self.heartbeat.claims.pop(task_id, None)
+        if isinstance(error, claims.ClaimLost):
+            outcome = "lost"  # another worker owns the task and its files now
+        elif error is not None:
+            log.error("task %s: attempt %d crashed: %s", task_id, flight.claim.attempt, error)
+            state = claims.release(self.run_dir, flight.claim, claims.FAILED, self.max_crashes)
             outcome = "gave_up" if state == claims.GIVEN_UP else "crashed"
             free_device_memory()
-        finally:
-            self.heartbeat.claim = None
+        else:
+            stopped = solver.state.stop_reason == "deadline"  # not finished: a resumed run redoes it
+            claims.release(self.run_dir, flight.claim, claims.INTERRUPTED if stopped else claims.DONE,
+                           self.max_crashes)
+            outcome = "deadline" if stopped else "done"
         result = solver.result() if solver is not None else None
-        append_timeline(self.run_dir, self.index, timeline_row(self.index, task.task_id, start, outcome, result))
+        append_timeline(self.run_dir, self.index, timeline_row(self.index, task_id, flight.start, outcome, result))
         self.tasks_done += outcome in ("done", "deadline")
-        self.status.update(state="idle", task_id=None, phase=None, epoch=None, tasks_done=self.tasks_done)
 
-    def drive(self, solver: Any, claim: claims.Claim) -> str:
-        """Step the solver to the end; refresh the claim between phases; stop at the global deadline."""
-        while solver.step():
-            self.status.update(phase=solver.state.phase, epoch=solver.state.epoch)
-            if self.heartbeat.lost.is_set() or not claims.refresh(self.run_dir, claim):
-                # Another worker owns the task now: leave its result file alone.
-                log.warning("task %s: lost the claim; dropping the task", claim.task_id)
-                return "crashed"
-            if time.time() >= self.deadline:
-                solver.stop("deadline")
-        self.heartbeat.claim = None
-        stopped = solver.state.stop_reason == "deadline"  # not finished: a resumed run redoes it
-        claims.release(self.run_dir, claim, claims.INTERRUPTED if stopped else claims.DONE, self.max_crashes)
-        return "deadline" if stopped else "done"
+    def show(self, scheduler: Any = None) -> None:
+        """The status file: the tasks in flight, their phases, the engine's busy fraction so far."""
+        tasks = [{"task_id": t, "phase": f.solver.phase if f.solver else "starting",
+                  "epoch": f.solver.state.epoch if f.solver else 0, "started": f.start}
+                 for t, f in self.flights.items()]
+        engine = {"engine": scheduler.engine_log.summary()} if scheduler is not None else {}
+        self.status.update(state="working" if tasks else "idle", tasks=tasks, tasks_done=self.tasks_done, **engine)
 
 
 def free_device_memory() -> None:
@@ -274,18 +257,11 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def executor_workers(config: Config, n_workers: int) -> int:
-    """Program executors per worker: the machine's cores split between the workers (4 GPU workers share one CPU)."""
-    if config.execution.workers > 0:
-        return config.execution.workers
-    return max(1, len(os.sched_getaffinity(0)) // max(1, n_workers))
-
-
 def worker_main(run_dir: Path, index: int) -> int:
     """Entry point of one worker process."""
     from arc25.backends import load_backend
-    from arc25.execution import Executor
-    from arc25.search_and_learn import ADAPTER_SLOT
+    from arc25.execution import Executor, executor_workers
+    from arc25.scheduler import EngineLog
 
     run_dir = Path(run_dir)
     run = json.loads((run_dir / RUN_FILE).read_text())
@@ -295,17 +271,22 @@ def worker_main(run_dir: Path, index: int) -> int:
     heartbeat = Heartbeat(run_dir, status, config.run.heartbeat_s)
     heartbeat.start()
     tasks = load_tasks_tolerant(run["challenges"], run.get("solutions")).tasks
-    log.info("worker %d: pid %d, device %s, %d tasks", index, os.getpid(), run["devices"][index], len(tasks))
+    log.info("worker %d: pid %d, device %s, %d tasks, %d in flight", index, os.getpid(), run["devices"][index],
+             len(tasks), config.run.tasks_per_worker)
     status.update(state="loading")
     backend = load_backend(config)
-    backend.create_adapter(ADAPTER_SLOT)  # once per process; the solver resets it for every task
+    engine_log = EngineLog(engine_path(run_dir, index))  # from here the engine could be busy
     ex = config.execution
     with Executor(executor_workers(config, n_workers), ex.timeout_s, ex.memory_mb) as executor:
         worker = Worker(run_dir, index, config, tasks, list(run["task_ids"]), float(run["deadline"]), n_workers,
                         backend, executor, status, heartbeat)
-        worker.loop()
+        worker.loop(engine_log)
     heartbeat.halt.set()
-    status.update(state="exited", task_id=None, phase=None, epoch=None)
+    summary = engine_log.summary()
+    log.info("engine busy %.0f%% of %.0f s (generate %.0f s, train %.0f s), %.0f tokens/s",
+             100 * summary["busy_fraction"], summary["wall_s"], summary["generate_s"], summary["train_s"],
+             summary["tokens_per_s"])
+    status.update(state="exited", tasks=[], engine=summary)
     backend.close()
     return 0
 

@@ -245,6 +245,7 @@ class HFBackend:
                     self.peft = get_peft_model(self.base, self._peft_config(), adapter_name=name)
                 else:
                     self.peft.add_adapter(name, self._peft_config())
+            self.peft.eval()  # a new PeftModel is in training mode; peft then refuses mixed-adapter batches
             params = [p for n, p in self.peft.named_parameters() if "lora_" in n and f".{name}." in n]
             for p in params:
                 if p.dtype != torch.float32:  # fp32 adapter weights under a bf16 model: AdamW needs the precision

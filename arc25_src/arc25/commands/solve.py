@@ -14,7 +14,8 @@ from arc25.config import add_config_arguments, config_from_args
 from arc25.errors import UserError, writable_dir
 from arc25.execution import Executor
 from arc25.run import check_model
-from arc25.search_and_learn import TIME_PHASES, solve_tasks
+from arc25.search_and_learn import solve_tasks
+from arc25.task_result import TIME_PHASES, TaskResult
 from arc25.tasks import default_solutions_path, load_tasks
 
 HELP = "search and learn on chosen tasks in one process"
@@ -52,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_results(results: list[dict]) -> str:
+def format_results(results: list[TaskResult]) -> str:
     head = ["task", "stop", "epochs", "preds", "train pass", "pass@n"] + [f"{p} s" for p in TIME_PHASES] + ["total s"]
     rows = [head]
     for r in results:
-        t = r["timings"]
-        rows.append([r["task_id"], str(r["stop_reason"]), str(len(r["epochs"])), str(r["predictions"]),
-                     str(r["train_pass_at_n"]), str(r.get("pass_at_n", "-"))]
-                    + [f"{t[p]:.2f}" for p in TIME_PHASES] + [f"{r['elapsed_s']:.2f}"])
+        t = r.timings
+        rows.append([r.task_id, str(r.stop_reason), str(len(r.epochs)), str(r.predictions),
+                     str(r.train_pass_at_n), "-" if r.pass_at_n is None else f"{r.pass_at_n:g}"]
+                    + [f"{t[p]:.2f}" for p in TIME_PHASES] + [f"{r.elapsed_s:.2f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)

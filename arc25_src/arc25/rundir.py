@@ -1,0 +1,141 @@
+"""The run folder: where everything of a run lives, and the one place that knows its layout.
+
+RUN_DIR/
+    run.json                            challenges, solutions, task_ids (claim order), n_workers, devices,
+                                        started_at, deadline, time_limit_s, config, skipped_tasks
+    tasks/<task_id>/result.json         the task's TaskResult (arc25.task_result), rewritten atomically
+    tasks/<task_id>/predictions.jsonl.gz  every completion, its augmentation, what its program did
+    claims/<task_id>.json, .lock        who works on what (arc25.claims); run.lock: one parent per RUN_DIR
+    workers/worker-<k>.log              the worker's log (its stdout and stderr)
+    workers/worker-<k>.status.json      {worker, pid, state, tasks: [{task_id, phase, epoch}], engine, ...}
+    workers/worker-<k>.timeline.jsonl   one line per task attempt
+    workers/worker-<k>.engine.jsonl     one line per engine call (generate / train), for busy time
+    submission.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from arc25.task_result import TaskResult
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+TASKS_DIR = "tasks"
+CLAIMS_DIR = "claims"
+WORKERS_DIR = "workers"
+SUBMISSION_FILE = "submission.json"
+RESULT_FILE = "result.json"
+PREDICTIONS_FILE = "predictions.jsonl.gz"
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+def tasks_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / TASKS_DIR
+
+
+def result_path(run_dir: str | Path, task_id: str) -> Path:
+    return tasks_dir(run_dir) / task_id / RESULT_FILE
+
+
+def predictions_path(run_dir: str | Path, task_id: str) -> Path:
+    return tasks_dir(run_dir) / task_id / PREDICTIONS_FILE
+
+
+def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> TaskResult | None:
+    """The task's result, or None when missing or unreadable (with `warn`, a warning says which).
+
+    The one reader of results: claims (is it done?), the merger and the report.
+    """
+    path = result_path(run_dir, task_id)
+    try:
+        return TaskResult.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        if warn:
+            log.warning("%s: unreadable result ignored (%s)", path, exc)
+        return None
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+def workers_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / WORKERS_DIR
+
+
+def status_path(run_dir: str | Path, index: int) -> Path:
+    return workers_dir(run_dir) / f"worker-{index}.status.json"
+
+
+def timeline_path(run_dir: str | Path, index: int) -> Path:
+    return workers_dir(run_dir) / f"worker-{index}.timeline.jsonl"
+
+
+def engine_path(run_dir: str | Path, index: int) -> Path:
+    return workers_dir(run_dir) / f"worker-{index}.engine.jsonl"
+
+
+def log_path(run_dir: str | Path, index: int) -> Path:
+    return workers_dir(run_dir) / f"worker-{index}.log"
+
+
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The whole lines of a JSONL file that parse as objects (a line being written is skipped)."""
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def last_line(path: Path) -> str:
+    """The last line of a log file (a worker's last words), for the parent's error message."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 2000))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(empty log)"
+    except OSError:
+        return "(no log)"
+
+
+def append_timeline(run_dir: str | Path, index: int, row: dict[str, Any]) -> None:
+    """One line per task attempt; a single small write, so concurrent readers see whole lines."""
+    with open(timeline_path(run_dir, index), "a") as f:
+        f.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+def timeline_row(index: int, task_id: str, start: float, outcome: str, result: TaskResult | None) -> dict[str, Any]:
+    epochs = result.epochs if result is not None else []
+    return {
+        "worker": index, "task_id": task_id, "start": start, "end": time.time(), "outcome": outcome,
+        "epochs": len(epochs), "predictions": result.predictions if result is not None else 0,
+        "search_s": round(sum(e.search_s for e in epochs), 3),
+        "learn_s": round(sum(e.learn_s for e in epochs), 3),
+    }
