@@ -108,7 +108,7 @@ def main() -> int:
     args = parse_args()
     import torch
 
-    from arc25.backends.base import SamplingParams
+    from arc25.backends.base import GenerationRequest, SamplingParams
     from arc25.backends.hf import HFBackend
     from arc25.config import LoraConfig, ModelConfig, TrainingConfig
     from arc25.tasks import load_tasks
@@ -142,11 +142,11 @@ def main() -> int:
     train_peak = torch.cuda.max_memory_allocated() if backend.device.type == "cuda" else 0
     prompts = [s.messages for s in epoch_samples(task, -1, args.gen_prompts, rng)]
     params = SamplingParams(n=args.gen_n, temperature=1.0, top_p=0.95, max_tokens=args.gen_tokens, seed=0)
-    backend.generate(prompts[:1], SamplingParams(n=1, max_tokens=2))  # warm-up
+    backend.generate([GenerationRequest(prompts[:1], SamplingParams(n=1, max_tokens=2))])  # warm-up
     t0 = time.perf_counter()
-    out = backend.generate(prompts, params, adapter="bench")
+    [out] = backend.generate([GenerationRequest(prompts, params, "bench")])
     gen_s = time.perf_counter() - t0
-    gen_tokens = sum(len(backend.tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for cs in out for c in cs)
+    gen_tokens = sum(c.completion_tokens for cs in out for c in cs)
 
     prompt_len = len(backend.prompt_ids(samples[0].messages))
     answer_len = len(backend.tokenizer(samples[0].answer, add_special_tokens=False)["input_ids"]) + 1

@@ -37,7 +37,10 @@ def adapter_slots(backend: Backend, k: int) -> list[str]:
     """Create k adapter slots once per process (the solvers reset them per task)."""
     names = [ADAPTER_SLOT] + [f"slot{i}" for i in range(1, k)]
     for name in names:
-        backend.create_adapter(name)
+        try:
+            backend.adapter_version(name)  # made by an earlier call in this process: reuse it
+        except KeyError:
+            backend.create_adapter(name)
     return names
 
 

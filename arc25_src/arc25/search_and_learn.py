@@ -374,10 +374,12 @@ ADAPTER_SLOT = "slot0"
 
 
 def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config: Config, budget_s: float,
-                out_dir: str | Path | None = None, tasks_in_flight: int = 1) -> list[TaskResult]:
+                out_dir: str | Path | None = None, tasks_in_flight: int = 1, engine_log: Any = None
+                ) -> list[TaskResult]:
     """Solve tasks on one device, `tasks_in_flight` at a time through the scheduler; results in task order.
 
-    Adapter slots are created once and reset per task, as a worker does.
+    Adapter slots are created once (if the backend lacks them) and reset per task, as a worker does.
+    `engine_log` (arc25.scheduler.EngineLog) records the engine's busy time.
     """
     from arc25.scheduler import Scheduler, adapter_slots
 
@@ -390,7 +392,7 @@ def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config:
             return None
         return TaskSolver(queue.pop(0), backend, executor, config, budget_s, out_dir, adapter=free_slot)
 
-    with Scheduler(backend, executor, slots, refill) as scheduler:
+    with Scheduler(backend, executor, slots, refill, engine_log) as scheduler:
         for solver in scheduler.run():
             results[solver.task.task_id] = solver.result()
     return [results[t.task_id] for t in tasks]
