@@ -30,16 +30,18 @@ class ModelConfig:
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     device: str = "auto"  # auto: cuda if available, else cpu
     attn_implementation: str = "sdpa"
-    # Generation runs in chunks of at most this many (padded prompt + new) tokens. Memory per
-    # token of Llama-3.1-8B in bf16: the KV cache, 128 KiB (32 layers x 8 KV heads x 128 dims x
-    # 2 (k, v) x 2 bytes), plus ~100 KiB per prompt token while the prompt is prefilled (the MLP's
-    # live T x 14336 bf16 activations of one layer). An L4 has ~22.3 GiB usable: 15.0 GiB of
-    # weights, ~0.94 GiB per live LoRA adapter with its AdamW moments (rank 32 on all 7 modules:
-    # 84M fp32 params x 3) and ~0.5 GiB of CUDA workspaces leave ~4.9 GiB with two adapters;
-    # 16384 tokens peak near 16384 x 228 KiB = 3.6 GiB, the rest is headroom for fragmentation.
-    # The first row of a chunk always runs, so one 8.6k-token prompt still generates alone.
+    # HF generation runs in chunks of at most this many (padded prompt + new) tokens. Per token of
+    # Llama-3.1-8B in bf16 the KV cache is 128 KiB (32 layers x 8 KV heads x 128 dims x 2 (k, v) x
+    # 2 bytes); prefilling adds ~170 KiB of transient activations per prompt token (one layer's
+    # T x 14336 MLP tensors, fp32 on the LoRA path). Measured (8B-shaped model, HF generate + peft,
+    # bf16, H100): peak over the resident model 303-312 KiB per chunk token with long prompts
+    # (2 x (7168 + 1024) tokens: 4.74 GiB), 174 KiB with short ones (8 x (1024 + 1024): 2.72 GiB).
+    # An L4 has ~22.3 GiB usable: 14.96 GiB of weights and run.tasks_per_worker = 4 adapters with
+    # their AdamW moments (0.96 GiB each: 84M fp32 params x 3) make 18.8 GiB; ~0.6 GiB of CUDA
+    # context and workspaces and 0.5 GiB of headroom leave ~2.4 GiB: 8192 x 312 KiB = 2.44 GiB.
+    # A chunk's first row always runs: the longest ARC prompt (~8.6k + 1024 new) alone took 2.86 GiB.
     # An H100 (80 GB) takes 65536 or more.
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = 8192
 
 
 @dataclass
