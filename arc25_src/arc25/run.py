@@ -164,7 +164,7 @@ def check_scripted_file(path: Path) -> None:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the scripted-completions file ({one_line(exc)})") from None
+        raise UserError(f"{path}: cannot read the scripted-completions file ({_reason(exc)})") from None
     except ValueError as exc:
         raise UserError(f"{path}: the scripted-completions file is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("completions"), list) or not data["completions"]:
@@ -189,9 +189,14 @@ def _read_json_file(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read {what} ({one_line(exc)})") from None
+        raise UserError(f"{path}: cannot read {what} ({_reason(exc)})") from None
     except ValueError as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a read failed, without repeating the path the message already names."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
 
 
 def _weight_files(path: Path) -> list[Path]:
