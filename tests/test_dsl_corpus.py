@@ -5,7 +5,8 @@ induction model writes them (`from common import *`, `def transform(input_grid)`
 written to solve that task of ../shared/data (ARC-AGI-1 tasks of the 2025 training
 set). Their coordinates come from np.argwhere / np.where / .shape and their colours
 from grid cells, so the DSL sees numpy scalars as it does from the model. Every
-program runs through the real sandboxed executor (`execute_on_tasks`) and must
+program runs through the session's real sandboxed executor (`execute_on_tasks`;
+every one takes well under its timeout: 60 ms at most here) and must
 reproduce every train output and every test solution of its task.
 `test_corpus_covers_the_idioms` keeps the corpus honest about what it exercises.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from arc25.augment import Augmentation
-from arc25.execution import DSL_PATH, Executor, TaskExecution, execute_on_tasks
+from arc25.execution import DSL_PATH, TaskExecution, execute_on_tasks
 from arc25.tasks import Task, load_tasks
 from helpers import EVAL_2024, EVAL_2024_SOLUTIONS, EVAL_2025, EVAL_2025_SOLUTIONS, TRAIN_2025, TRAIN_2025_SOLUTIONS
 
@@ -52,13 +53,6 @@ IDIOMS = {
 
 def _task_id(program: Path) -> str:
     return program.name.split("_", 1)[0]
-
-
-@pytest.fixture(scope="module")
-def executor():
-    """The module's executor (no session-wide one exists in conftest.py yet). Generous timeout: shared CPUs."""
-    with Executor(workers=2, timeout_s=5.0, memory_mb=512) as ex:
-        yield ex
 
 
 @pytest.fixture(scope="module")
