@@ -6,6 +6,7 @@ attempt selection and result files.
 """
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -187,6 +188,28 @@ def test_budget_stops_before_an_epoch_that_cannot_finish(tasks):
     s = TaskSolver(task, backend, executor_ref[0], config(max_epochs=50), 10.0, adapter="a", clock=clock)
     result = s.run()
     assert result.stop_reason == "budget" and len(result.epochs) < 50
+
+
+def test_the_budget_holds_inside_an_epoch(tasks, tmp_path):
+    """One search phase that would take 32 s alone is cut at the 3 s budget; what came before it is kept.
+
+    The scripted engine decodes 100 characters a second, like a slow model: 8 completions of
+    ~400 characters. The deadline is in the request, so no backend can run past it.
+    """
+    task = tasks["3c9b0459"]
+    backend = ScriptedBackend([RIGHT_LONGER], tokens_per_s=100.0)
+    backend.create_adapter("a")
+    s = TaskSolver(task, backend, executor_ref[0], config(max_epochs=8), 3.0, tmp_path, adapter="a")
+    start = time.monotonic()
+    result = s.run()
+    elapsed = time.monotonic() - start
+    assert result.stop_reason == "budget" and elapsed < 3.0 + 2.0, elapsed  # 2 s: executing, scoring, saving
+    assert 0 < result.predictions < 8  # the completions finished in time were executed, scored and saved
+    assert result.epochs[0].truncated >= 1  # the one in progress was cut: counted, never a wrong program
+    cut = [p for p in s.state.predictions if p.finish_reason == "deadline"]
+    assert cut and all(p.code is None and p.truncated for p in cut)
+    on_disk = json.loads((tmp_path / task.task_id / "result.json").read_text())
+    assert on_disk["predictions"] == result.predictions and on_disk["status"] == "done"
 
 
 def test_same_seed_same_predictions(tasks):
