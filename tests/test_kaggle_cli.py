@@ -115,8 +115,12 @@ def test_missing_cli_and_missing_credentials_are_one_clear_line(kaggle_env, stag
 def test_push_stages_the_notebook_with_metadata_from_the_config(kaggle_env, tmp_path):
     env, log = kaggle_env
     out = tmp_path / "kernel"
+    refused = run_arc25("push", "--out", str(out), "--set", "kaggle.username=alice", env=env, cwd=REPO)
+    assert refused.returncode == 2 and "kaggle.model_sources still names the placeholder owner" in refused.stderr
     proc = run_arc25("push", "--out", str(out), "--set", "kaggle.username=alice", "--set",
-                     "kaggle.competition=arc-prize-2026", env=env, cwd=REPO)
+                     "kaggle.competition=arc-prize-2026", "--set",
+                     "kaggle.model_sources=bob/barc-induction-8b/transformers/default/2,alice/barc-weights", env=env,
+                     cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     (call,) = recorded(log)
     assert call["argv"] == ["kernels", "push", "-p", str(out)]
@@ -126,8 +130,8 @@ def test_push_stages_the_notebook_with_metadata_from_the_config(kaggle_env, tmp_
     assert meta["kernel_type"] == "notebook" and meta["enable_gpu"] is True and meta["enable_internet"] is False
     assert meta["machine_shape"] == "NvidiaL4" and meta["docker_image_pinning_type"] == "original"
     assert meta["competition_sources"] == ["arc-prize-2026"]
-    assert meta["dataset_sources"] == ["alice/arc25-code", "alice/arc25-wheels"]
-    assert len(meta["model_sources"]) == 1 and meta["model_sources"][0].count("/") == 4
+    assert meta["dataset_sources"] == ["alice/arc25-code", "alice/arc25-wheels", "alice/barc-weights"]
+    assert meta["model_sources"] == ["bob/barc-induction-8b/transformers/default/2"]
     notebook = json.loads(call["files"]["kaggle_notebook.ipynb"])
     assert all(not c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
     no_secret_anywhere(proc, out)

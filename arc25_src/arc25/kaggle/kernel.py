@@ -22,11 +22,27 @@ NOTEBOOK_NAME = "kaggle_notebook.ipynb"
 PINNING_TYPES = ("original", "latest")
 
 
+def split_model_sources(sources: list[str]) -> tuple[list[str], list[str]]:
+    """kaggle.model_sources -> (Kaggle models: owner/model/framework/variation/version, datasets: owner/slug)."""
+    models, datasets = [], []
+    for source in sources:
+        parts = source.split("/")
+        if len(parts) == 5 and all(parts):
+            models.append(source)
+        elif len(parts) == 2 and all(parts):
+            datasets.append(source)  # the model uploaded as a dataset
+        else:
+            raise UserError(f"kaggle.model_sources {source!r}: expected owner/model/framework/variation/version "
+                            "(a Kaggle model) or owner/slug (a dataset)")
+    return models, datasets
+
+
 def kernel_metadata(config: KaggleConfig, template: dict | None = None) -> dict:
     """The committed metadata (title, privacy, keywords) with everything the config decides filled in."""
     if config.docker_image_pinning_type not in PINNING_TYPES:
         raise UserError(f"kaggle.docker_image_pinning_type={config.docker_image_pinning_type!r}: expected one of "
                         f"{', '.join(PINNING_TYPES)}")
+    models, model_datasets = split_model_sources(config.model_sources)
     meta = dict(template or {})
     meta.update({
         "id": f"{config.username}/{config.notebook}",
@@ -41,8 +57,9 @@ def kernel_metadata(config: KaggleConfig, template: dict | None = None) -> dict:
         "machine_shape": config.machine_shape,
         "docker_image_pinning_type": config.docker_image_pinning_type,
         "competition_sources": [config.competition],
-        "dataset_sources": [f"{config.username}/{config.code_dataset}", f"{config.username}/{config.wheels_dataset}"],
-        "model_sources": list(config.model_sources),
+        "dataset_sources": [f"{config.username}/{config.code_dataset}", f"{config.username}/{config.wheels_dataset}",
+                            *model_datasets],
+        "model_sources": models,
         "kernel_sources": meta.get("kernel_sources", []),
         "keywords": meta.get("keywords", []),
     })
