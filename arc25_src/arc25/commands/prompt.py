@@ -10,7 +10,7 @@ import argparse
 import random
 
 from arc25.augment import Augmentation
-from arc25.errors import UserError, existing_dir
+from arc25.errors import UserError, existing_dir, one_line
 from arc25.prompts import PromptSpec, build_messages, render_chat
 from arc25.tasks import load_tasks
 
@@ -40,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
         spec = PromptSpec(args.test_index, Augmentation.random(rng, args.keep_black_p), rng.randrange(2**31))
     messages = build_messages(task, spec)
     if args.chat_template:
+        existing_dir(args.chat_template, "tokenizer folder")
         from transformers import AutoTokenizer  # heavy: only when asked
 
-        existing_dir(args.chat_template, "tokenizer folder")
         try:
             tokenizer = AutoTokenizer.from_pretrained(args.chat_template)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{args.chat_template}: cannot load tokenizer ({exc})") from None
+        except Exception as exc:  # transformers raises many kinds (OSError, ValueError, KeyError...)
+            raise UserError(f"{args.chat_template}: cannot load tokenizer ({one_line(exc)})") from None
         print(render_chat(tokenizer, messages), end="")
     else:
         for message in messages:
