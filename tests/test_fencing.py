@@ -192,7 +192,8 @@ def test_a_frozen_worker_woken_after_a_takeover_leaves_the_new_result_alone(tmp_
     # A slow heartbeat: when the old owner wakes, only the fence can stop its write at the end of the epoch in
     # flight (a heartbeat would notice the takeover first, now and then, and drop the task before it writes).
     # Wrong programs decoded slowly (one character = one token at 400/s): every epoch takes seconds, none solves it.
-    program = "```python\nfrom common import *\n\nimport numpy as np\n\ndef transform(input_grid):\n    return input_grid\n```"
+    program = ("```python\nfrom common import *\n\nimport numpy as np\n\n"
+               "def transform(input_grid):\n    return input_grid\n```")
     completions = tmp_path / "completions.json"
     completions.write_text(json.dumps({"completions": [program], "tokens_per_s": 400}))
     config = load_config(None, ["model.backend=scripted", f"model.path={completions}", "sampling.n_per_prompt=2",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import random
+from pathlib import Path
 
 from arc25.augment import Augmentation
-from arc25.errors import UserError, existing_dir, one_line
+from arc25.errors import UserError, one_line
 from arc25.prompts import PromptSpec, build_messages, render_chat
 from arc25.tasks import load_tasks
 
@@ -40,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         spec = PromptSpec(args.test_index, Augmentation.random(rng, args.keep_black_p), rng.randrange(2**31))
     messages = build_messages(task, spec)
     if args.chat_template:
-        existing_dir(args.chat_template, "tokenizer folder")
+        folder = Path(args.chat_template)
+        if not folder.is_dir():  # before importing transformers, which would say it less clearly
+            why = "not a folder" if folder.exists() else "no such folder"
+            raise UserError(f"{folder}: cannot load tokenizer ({why})")
         from transformers import AutoTokenizer  # heavy: only when asked
 
         try:
