@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from arc25.rundir import read_result
+from arc25.rundir import read_jsonl_rows, read_result
 from arc25.task_result import TaskResult
 from arc25.io import atomic_write_text, read_jsonl
 from arc25.metrics import (
@@ -55,6 +55,8 @@ class RunData:
     results: dict[str, TaskResult] = field(default_factory=dict)  # task id -> result.json
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task id -> rows in order
     timeline: list[dict[str, Any]] = field(default_factory=list)  # one row per task attempt, all workers
+    engine: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # worker -> engine calls (generate/train)
+    engine_summary: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> its status file's summary
 
 
 # -- reading the run ---------------------------------------------------------------------------
@@ -115,6 +117,12 @@ def load_run(run_dir: str | Path, task_ids: list[str]) -> RunData:
             data.predictions[task_id] = sorted(rows, key=lambda r: _num(r.get("index")))
     for path in sorted((run_dir / "workers").glob("worker-*.timeline.jsonl")):
         data.timeline += _read_rows(path)
+    for path in sorted((run_dir / "workers").glob("worker-*.engine.jsonl")):
+        worker = path.name.split(".")[0].removeprefix("worker-")
+        data.engine[worker] = read_jsonl_rows(path)
+        summary = _read_json_object(path.with_name(f"worker-{worker}.status.json")).get("engine")
+        if isinstance(summary, dict):
+            data.engine_summary[worker] = summary
     return data
 
 
@@ -228,19 +236,34 @@ def per_task_section(data: RunData, tasks: Mapping[str, Task], score: ScoreRepor
 
 
 def workers_section(data: RunData) -> str:
-    """Per worker: task attempts, busy time and its share of the run's span."""
+    """Per worker: task attempts, and how busy its engine was (generating or training) over its wall time."""
     segments = worker_segments(data)
-    if not segments:
+    if not segments and not data.engine:
         return "No worker timelines in this run."
-    span = max(max(end for _, end, _, _ in segs) for segs in segments.values()) or 1e-9
     rows = []
-    for worker, segs in segments.items():
-        busy = sum(end - start for start, end, _, _ in segs)
+    for worker in sorted(set(segments) | set(data.engine), key=lambda w: (len(w), w)):
+        segs = segments.get(worker, [])
+        spans = data.engine.get(worker, [])
+        gen = sum(_num(r.get("end")) - _num(r.get("start")) for r in spans if r.get("kind") == "generate")
+        train = sum(_num(r.get("end")) - _num(r.get("start")) for r in spans if r.get("kind") == "train")
+        tokens = sum(_num(r.get("tokens")) for r in spans if r.get("kind") == "generate")
+        summary = data.engine_summary.get(worker, {})
+        wall = _num(summary.get("wall_s")) or _engine_wall(spans)
+        busy = (gen + train) / wall if wall > 0 else None
         outcomes = sorted({o for _, _, _, o in segs})
-        rows.append([worker, len(segs), f"{busy:.1f}", f"{span - busy:.1f}", f"{busy / span:.0%}",
+        rows.append([worker, len(segs), f"{gen:.1f}", f"{train:.1f}", f"{wall:.1f}",
+                     "-" if busy is None else f"{busy:.0%}", f"{tokens / gen:.0f}" if gen > 0 else "-",
                      ", ".join(outcomes)])
-    note = "idle: the run's span minus the worker's task time (model loading, waiting for the last tasks)."
-    return f"{md_table(['worker', 'task attempts', 'busy s', 'idle s', 'busy', 'outcomes'], rows)}\n\n{note}"
+    head = ["worker", "task attempts", "generate s", "train s", "wall s", "engine busy", "tokens/s", "outcomes"]
+    note = ("engine busy: generating or training, over the worker's wall time from its model being loaded to its "
+            "last task (tasks in flight share one engine; programs run beside it).")
+    return f"{md_table(head, rows)}\n\n{note}"
+
+
+def _engine_wall(spans: list[dict[str, Any]]) -> float:
+    if not spans:
+        return 0.0
+    return max(_num(r.get("end")) for r in spans) - min(_num(r.get("start")) for r in spans)
 
 
 # -- timelines ---------------------------------------------------------------------------------
@@ -337,33 +360,73 @@ def plot_time_breakdown(data: RunData, tasks: Mapping[str, Task], path: Path) ->
     _save(fig, path)
 
 
+def task_lanes(segments: list[Segment]) -> list[int]:
+    """A lane per segment so that overlapping tasks (several in flight on one worker) never share one."""
+    ends: list[float] = []
+    lanes = []
+    for start, end, _, _ in segments:
+        lane = next((i for i, e in enumerate(ends) if e <= start), len(ends))
+        if lane == len(ends):
+            ends.append(end)
+        ends[lane] = end
+        lanes.append(lane)
+    return lanes
+
+
+ENGINE_COLORS = {"generate": "tab:blue", "train": "tab:orange"}
+
+
 def plot_workers(data: RunData, path: Path) -> None:
+    """Per worker: its engine lane (generating, training; white: idle) above its tasks in flight."""
     plt = _pyplot()
     segments = worker_segments(data)
-    workers = list(segments)
+    workers = sorted(set(segments) | set(data.engine), key=lambda w: (len(w), w))
     outcomes = sorted({o for segs in segments.values() for _, _, _, o in segs})
-    colors = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(outcomes)}
-    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.6 * max(len(workers), 1)))
-    for y, worker in enumerate(workers):
-        segs = segments[worker]
-        ax.broken_barh([(s, e - s) for s, e, _, _ in segs], (y - 0.35, 0.7),
-                       facecolors=[colors[o] for _, _, _, o in segs], edgecolors="black", linewidth=0.5)
-        if len(segs) <= 40:  # labels only while they can be read
-            for s, e, task_id, _ in segs:
-                ax.text((s + e) / 2, y, task_id, ha="center", va="center", fontsize=6, clip_on=True)
+    colors = {o: plt.get_cmap("Set2")(i % 8) for i, o in enumerate(outcomes)}
+    t0 = _run_start(data)
+    lanes_of = {w: task_lanes(segments.get(w, [])) for w in workers}
+    heights = {w: 1 + max(lanes_of[w], default=0) + 1 for w in workers}  # engine lane + task lanes
+    fig, ax = plt.subplots(figsize=(11, 1.5 + 0.45 * max(sum(heights.values()), 1)))
+    y, ticks, labels = 0.0, [], []
+    for worker in reversed(workers):
+        segs, lanes = segments.get(worker, []), lanes_of[worker]
+        for (s, e, task_id, outcome), lane in zip(segs, lanes):
+            ax.broken_barh([(s, e - s)], (y + lane - 0.35, 0.7), facecolors=[colors[outcome]], edgecolors="black",
+                           linewidth=0.4)
+            if len(segs) <= 40:
+                ax.text((s + e) / 2, y + lane, task_id, ha="center", va="center", fontsize=6, clip_on=True)
+        engine_y = y + max(lanes, default=-1) + 1
+        for kind, color in ENGINE_COLORS.items():
+            spans = [(_num(r.get("start")) - t0, _num(r.get("end")) - _num(r.get("start")))
+                     for r in data.engine.get(worker, []) if r.get("kind") == kind]
+            if spans:
+                ax.broken_barh(spans, (engine_y - 0.3, 0.6), facecolors=color, linewidth=0)
+        ticks += [engine_y, y + (max(lanes, default=0)) / 2]
+        labels += [f"worker {worker} engine", f"worker {worker} tasks"]
+        y = engine_y + 1.2
     deadline = _deadline_s(data)
     if deadline is not None:
         ax.axvline(deadline, color="red", linestyle="--", linewidth=1)
-        ax.text(deadline, len(workers) - 0.45, " deadline", color="red", fontsize=8, va="top")
+        ax.text(deadline, y - 0.5, " deadline", color="red", fontsize=8, va="top")
     ax.set_xlim(left=0)  # from the run's start: model loading shows as idle
-    ax.set_yticks(range(len(workers)), [f"worker {w}" for w in workers])
-    ax.set_xlabel("seconds since the run started (white: idle)")
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.set_xlabel("seconds since the run started (engine lane: blue generating, orange training, white idle)")
     ax.set_title("Worker timelines" if workers else "Worker timelines (none recorded)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[o]) for o in outcomes]
+    handles += [plt.Rectangle((0, 0), 1, 1, color=c) for c in ENGINE_COLORS.values()]
     if handles:
-        ax.legend(handles, outcomes, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="outcome")
+        ax.legend(handles, outcomes + list(ENGINE_COLORS), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def _run_start(data: RunData) -> float:
+    """Time zero of the timelines: the run's start (model loading shows as idle), else the first event."""
+    starts = [_timestamp(r.get("start")) for r in data.timeline]
+    starts += [_timestamp(r.get("start")) for spans in data.engine.values() for r in spans]
+    first = min((s for s in starts if s is not None), default=0.0)
+    t0 = _timestamp(data.run.get("started_at"))
+    return first if t0 is None or t0 > first else t0
 
 
 def _deadline_s(data: RunData) -> float | None:
