@@ -109,7 +109,8 @@ def test_sigkill_of_the_parent_takes_the_workers_along_and_the_run_resumes(data,
     assert resumed.returncode == 0, stderr
     check_submission(out, data["challenges"])
     taken = claims.read_claim(out, HUNG)
-    assert taken.state == claims.DONE and taken.attempt == 2  # the dead worker's claim was taken over
+    assert taken.state == claims.DONE and taken.attempt == 2
+    assert taken.crashes == 0  # the run's end cut the first attempt off, not the task: no crash counted
 
 
 def test_sigterm_to_a_dry_run(data, tmp_path):
@@ -144,3 +145,22 @@ def test_an_ignored_sighup_stays_ignored(data, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGHUP" not in stderr and "received SIGTERM" in stderr
     check_submission(out, data["challenges"])
+
+
+def test_claims_left_by_a_killed_run_are_interrupted_not_crashed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = claims.socket.gethostname()
+    now = time.time()
+    orphan = claims.Claim("a", claims.ACTIVE, worker=0, pid=dead.pid, host=host, attempt=1, heartbeat=now)
+    live = claims.Claim("b", claims.ACTIVE, worker=1, pid=os.getpid(), pid_started=claims.process_started(os.getpid()),
+                        host=host, attempt=1, heartbeat=now)
+    remote = claims.Claim("c", claims.ACTIVE, worker=2, pid=dead.pid, host="elsewhere", attempt=1, heartbeat=now)
+    for c in (orphan, live, remote):
+        claims.write_claim(tmp_path, c)
+    assert [c.task_id for c in claims.interrupt_orphaned(tmp_path)] == ["a"]
+    assert claims.read_claim(tmp_path, "a").state == claims.INTERRUPTED and claims.read_claim(tmp_path, "a").crashes == 0
+    assert claims.read_claim(tmp_path, "b").state == claims.ACTIVE  # alive: not ours to judge
+    assert claims.read_claim(tmp_path, "c").state == claims.ACTIVE  # another host: only its heartbeat tells
+    taken = claims.claim_next(tmp_path, ["a"], 0, max_crashes=2, stale_after_s=60).claim
+    assert taken.attempt == 2 and taken.crashes == 0

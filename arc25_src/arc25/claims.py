@@ -315,6 +315,23 @@ def interrupt_claims_of(run_dir: Path, pid: int) -> list[Claim]:
     return changed
 
 
+def interrupt_orphaned(run_dir: Path) -> list[Claim]:
+    """At the start of a run, whose parent holds the run folder alone (so the previous run is over): active
+    claims of processes on this host that are gone were cut off by the end of that run (its parent killed,
+    the machine rebooted), not by their task. Mark them interrupted, so resuming counts no crash against them."""
+    changed = []
+    host = socket.gethostname()
+    with claim_lock(run_dir):
+        for path in sorted(claims_dir(run_dir).glob("*.json")):
+            claim = read_claim(run_dir, path.stem)
+            if claim is not None and claim.state == ACTIVE and claim.host == host and \
+                    not process_alive(claim.pid, claim.pid_started):
+                claim.state, claim.released_at = INTERRUPTED, time.time()
+                write_claim(run_dir, claim)
+                changed.append(claim)
+    return changed
+
+
 # -- time -----------------------------------------------------------------------------------
 
 

@@ -621,6 +621,9 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
     check_model(config)
     run_dir = prepare_run_dir(run_dir)
     with hold_run_dir(run_dir):
+        for claim in claims.interrupt_orphaned(run_dir):
+            log.info("task %s: its worker (pid %d) ended with the previous run; interrupted, not crashed",
+                     claim.task_id, claim.pid)
         reserve = effective_reserve(config)
         deadline = started + config.run.time_limit_s - reserve
         write_run_file(run_dir, _source(challenges), _source(solutions) if solutions else None, task_ids, devices,
