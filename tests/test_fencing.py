@@ -179,7 +179,6 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(strict=False, reason="waiting for fence wiring in the worker and TaskSolver")
 def test_a_frozen_worker_woken_after_a_takeover_leaves_the_new_result_alone(tmp_path):
     from arc25.config import load_config
     from arc25.run import prepare_run_dir, write_run_file
