@@ -61,7 +61,9 @@ def system_venv(tmp_path_factory) -> Path:
     """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25."""
     if "venv" not in _CACHE:
         root = tmp_path_factory.mktemp("venv") / "venv"
-        venv.EnvBuilder(system_site_packages=True, with_pip=True).create(root)
+        # No pip of its own: ensurepip would bring an old setuptools that shadows the system one (torch needs
+        # a newer one); `python -m pip` is then the system pip, which installs into the venv.
+        venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root)
         _CACHE["venv"] = root
     return _CACHE["venv"]
 
