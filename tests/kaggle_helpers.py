@@ -78,7 +78,8 @@ FAKE_KAGGLE = textwrap.dedent('''\
     if folder:
         for p in sorted(pathlib.Path(folder).rglob("*")):
             if p.is_file():
-                files[str(p.relative_to(folder))] = p.read_bytes().decode("latin-1") if p.stat().st_size < 65536 else None
+                small = p.stat().st_size < 65536
+                files[str(p.relative_to(folder))] = p.read_bytes().decode("latin-1") if small else None
     with open(os.environ["FAKE_KAGGLE_LOG"], "a") as log:
         log.write(json.dumps({{"argv": args, "env": dict(os.environ), "files": files}}) + "\\n")
     # what a real CLI might echo: the user, the token it used

@@ -97,8 +97,8 @@ def test_missing_cli_and_missing_credentials_are_one_clear_line(kaggle_env, stag
     env, log = kaggle_env
     no_cli = run_arc25("upload", str(staged_code), "--new", env=env | {"PATH": os.path.dirname(sys.executable)})
     assert no_cli.returncode == 2
-    assert no_cli.stderr.strip() == 'arc25 upload: error: the kaggle CLI is not installed: pip install -e ".[kaggle]" ' \
-                                    "(or pip install kaggle)"
+    assert no_cli.stderr.strip() == ('arc25 upload: error: the kaggle CLI is not installed: '
+                                     'pip install -e ".[kaggle]" (or pip install kaggle)')
     bare = {k: v for k, v in env.items() if k not in ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME")}
     no_creds = run_arc25("upload", str(staged_code), "--new", env=bare)
     assert no_creds.returncode == 2 and len(no_creds.stderr.strip().splitlines()) == 1

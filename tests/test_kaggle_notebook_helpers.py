@@ -50,7 +50,8 @@ def test_find_inputs_by_content_under_either_mount_layout(tmp_path):
     other = root / "some-other-model" / "1"
     touch(other / "config.json", json.dumps({"model_type": "qwen2"}))
     touch(other / "model.safetensors")
-    touch(root / "not-a-model" / "config.json", "{}")  # a config without weights
+    touch(root / "not-a-model" / "config.json", "{}")  # a config without a model type
+    touch(root / "potpourri-tokenizer" / "config.json", json.dumps({"model_type": "llama"}))  # no weights
 
     found = nb.find_inputs(root, "arc-prize-2025", "potpourri")
     assert found.test_challenges == test and found.eval_challenges == evaluation

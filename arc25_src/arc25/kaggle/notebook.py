@@ -78,7 +78,7 @@ def is_model_dir(folder: Path) -> bool:
     """A transformers model folder: config.json with a model_type, and weights."""
     if not (folder / "config.json").is_file():
         return False
-    weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.safetensors.index.json"))
+    weights = any(any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json"))
     return weights and '"model_type"' in (folder / "config.json").read_text(errors="replace")
 
 
