@@ -162,13 +162,18 @@ class VLLMBackend:
         if not loras or not self.engine.base_needs_zero_lora:
             return None
         if self._zero_lora is None:
-            shapes = self.trainer.export_adapter(next(iter(loras)))  # every adapter has the same tensors
-            lora_id = next(self._lora_ids)
-            folder = self.lora_dir / f"{lora_id:06d}-zero"
-            write_peft_adapter(folder, {k: torch.zeros_like(t) for k, t in shapes.items()},
-                               peft_adapter_config(self.lora_config, self.model_path), self.dtype)
-            self._zero_lora = LoraHandle(f"arc25-base#{lora_id}", lora_id, str(folder))
+            with self.timings.measure("lora_write"):
+                self._zero_lora = self._write_zero_lora(next(iter(loras)))
         return self._zero_lora
+
+    def _write_zero_lora(self, like: str) -> LoraHandle:
+        """An adapter of zeros shaped like `like` (all adapters share their shapes): exactly the base model."""
+        shapes = self.trainer.export_adapter(like)
+        lora_id = next(self._lora_ids)
+        folder = self.lora_dir / f"{lora_id:06d}-zero"
+        write_peft_adapter(folder, {k: torch.zeros_like(t) for k, t in shapes.items()},
+                           peft_adapter_config(self.lora_config, self.model_path), self.dtype)
+        return LoraHandle(f"arc25-base#{lora_id}", lora_id, str(folder))
 
     def _forget(self, name: str) -> None:
         """Free the vLLM slot and the folder of the adapter's served version."""
@@ -187,18 +192,19 @@ class VLLMBackend:
                                  f"{self.max_adapters_per_call}")
             loras: dict[str | None, LoraHandle | None] = {name: self._lora(name) for name in sorted(adapters)}
             loras[None] = self._base_lora(loras)
-            seqs = self._submit(requests, loras)
+            seqs: dict[str, _Seq] = {}
             try:
+                self._submit(requests, loras, seqs)
                 self._run(seqs)
             finally:  # also on an exception: leave no request of ours in the engine
                 self.engine.abort([rid for rid, s in seqs.items() if s.finish is None])
             return self._collect(requests, seqs)
 
-    def _submit(self, requests: list[GenerationRequest], loras: dict[str | None, LoraHandle | None]) -> dict[str, _Seq]:
-        """One vLLM request per sequence (its own seed); requests already past their deadline get none."""
+    def _submit(self, requests: list[GenerationRequest], loras: dict[str | None, LoraHandle | None],
+                seqs: dict[str, _Seq]) -> None:
+        """One vLLM request per sequence (its own seed) into `seqs`; requests past their deadline get none."""
         call = next(self._calls)
         now = time.time()
-        seqs: dict[str, _Seq] = {}
         for r, request in enumerate(requests):
             if request.deadline is not None and now >= request.deadline:
                 continue
@@ -220,10 +226,14 @@ class VLLMBackend:
         if too_long:
             log.warning("%d sequences not sampled: prompt longer than vllm.max_model_len=%d", too_long,
                         self.vllm_config.max_model_len)
-        return seqs
 
     def _run(self, seqs: dict[str, _Seq]) -> None:
         """Step the engine until every sequence stopped, reached max_tokens or was cut at its deadline."""
+        by_deadline: dict[float, list[str]] = {}
+        for rid, seq in seqs.items():
+            if seq.deadline is not None and seq.finish is None:
+                by_deadline.setdefault(seq.deadline, []).append(rid)
+        deadlines = sorted(by_deadline)  # per step, only the earliest is compared with the clock
         while self.engine.has_unfinished():
             for out in self.engine.step():
                 seq = seqs.get(out.request_id)
@@ -234,9 +244,8 @@ class VLLMBackend:
                 if out.finish_reason is not None:
                     seq.finish = self._finish_reason(out.finish_reason)
             now = time.time()
-            expired = [rid for rid, s in seqs.items()
-                       if s.finish is None and s.deadline is not None and now >= s.deadline]
-            if expired:
+            while deadlines and now >= deadlines[0]:
+                expired = [rid for rid in by_deadline[deadlines.pop(0)] if seqs[rid].finish is None]
                 self.engine.abort(expired)
                 for rid in expired:
                     seqs[rid].finish = "deadline"
