@@ -14,7 +14,7 @@ def test_dry_run_end_to_end(tmp_path, tiny_model_dir):
     cache = tiny_model_dir.parent  # the session's tiny model, where dry-run looks for it
     out = tmp_path / "run"
     # few, short predictions: both tasks end by max_predictions well before the limit
-    result = run_cli("dry-run", "--tasks", "2", "--workers", "2", "--time-limit", "100s", "--out", str(out),
+    result = run_cli("dry-run", "--random-model", "--tasks", "2", "--workers", "2", "--time-limit", "100s", "--out", str(out),
                      "--cache-dir", str(cache), "--no-progress", "--set", "search.predictions_per_epoch=2",
                      "--set", "search.max_predictions=4", "--set", "sampling.max_tokens=24", timeout=280)
     assert result.returncode == 0, result.stderr[-3000:]

