@@ -45,6 +45,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def warm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The warmed tiny model (arc25.warm_model: trained to write DSL programs), built once per session
+    through `warm_model_path`, so `warm_model_dir.parent` is a cache dir `arc25 dry-run --cache-dir` finds
+    it in. A few minutes of CPU: its own build pins its thread count (same weights everywhere).
+    ARC25_TEST_CACHE=DIR reuses a cache dir across sessions (the model is rebuilt when its recipe version changes)."""
+    import os
+
+    from arc25.warm_model import warm_model_path
+
+    cache = os.environ.get("ARC25_TEST_CACHE") or tmp_path_factory.mktemp("warm-cache")
+    return warm_model_path(cache, progress=False)
+
+
+@pytest.fixture(scope="session")
 def hf_backend(tiny_model_dir: Path):
     """One HFBackend on the tiny model for the session. Tests create uniquely named adapters and drop them.
 
