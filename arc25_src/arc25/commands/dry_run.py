@@ -114,11 +114,16 @@ def default_cache_dir() -> Path:
 def model_path(args: argparse.Namespace) -> str:
     if not is_tiny(args):
         return args.model
-    from arc25.tiny_model import tiny_model_path  # lazy: torch and transformers
-
     cache = writable_dir(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), "the model cache")
-    print(f"tiny model: {cache} (built on first use)", flush=True)
-    return str(tiny_model_path(cache))
+    if args.random_model:
+        from arc25.tiny_model import tiny_model_path  # lazy: torch and transformers
+
+        print(f"random tiny model: {cache} (built on first use)", flush=True)
+        return str(tiny_model_path(cache))
+    from arc25.warm_model import warm_model_path
+
+    print(f"warmed tiny model: {cache} (built on first use: a few minutes of CPU training)", flush=True)
+    return str(warm_model_path(cache, progress=not args.no_progress))
 
 
 def choose_tasks(tasks: dict[str, Task], n: int | None) -> dict[str, Task]:
