@@ -729,10 +729,17 @@ def test_detect_objects_windows_on_a_busy_30x30_grid_finish_greedily():
         assert obj.shape == grid.shape
         covered += obj != 0
     assert covered.max() == 1  # still pairwise non-overlapping
-    # past OVERLAP_SEARCH_LIMIT the choice is the greedy one: largest first, each kept unless it overlaps
+    # past the search's step limit the choice is the greedy one: largest first, each kept unless it overlaps
     order, overlap, _, _ = _overlap_inputs(grid, [(3, 3)])
     assert len(order) > 700
     assert len(objects) == len(common._greedy_disjoint_subset(order, overlap))
+
+
+def test_overlap_search_limit_shrinks_with_candidates_times_cells():
+    assert common._overlap_search_limit(10, 16) == common.OVERLAP_SEARCH_MAX_STEPS
+    assert common._overlap_search_limit(782, 900) == common.OVERLAP_SEARCH_MIN_STEPS  # 3x3 windows, busy 30x30
+    assert common._overlap_search_limit(100, 100) == common.OVERLAP_SEARCH_CELL_BUDGET // 10_000
+    assert common._overlap_search_limit(0, 0) == common.OVERLAP_SEARCH_MAX_STEPS
 
 
 def test_max_disjoint_subset_falls_back_to_greedy_at_the_limit():
