@@ -55,6 +55,13 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Ints:
+    """A list of integers (colours, sizes): numpy gives it as a 1-d array or as a list of numpy scalars."""
+
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Make:
     """An object built from realised arguments (a Symmetry passed to `orbit` or `apply`)."""
 
@@ -82,6 +89,13 @@ def realize(spec: Any, data: st.DataObject | None) -> Any:
         return spec.value if data is None else data.draw(st.sampled_from(REAL_KINDS))(spec.value)
     if isinstance(spec, Flag):
         return spec.value if data is None else data.draw(st.sampled_from(FLAG_KINDS))(spec.value)
+    if isinstance(spec, Ints):
+        if data is None:
+            return list(spec.values)
+        as_array = data.draw(st.sampled_from([None, np.int64, np.int32]))
+        if as_array is not None:
+            return np.array(spec.values, dtype=as_array)
+        return [realize(Num(v), data) for v in spec.values]
     if isinstance(spec, Make):
         return spec.factory(*realize(spec.args, data))
     if isinstance(spec, np.ndarray):
@@ -95,19 +109,20 @@ def realize(spec: Any, data: st.DataObject | None) -> Any:
     return spec
 
 
-def _arrays(value: Any) -> list[np.ndarray]:
-    """The arrays (of one or more dimensions) inside realised arguments, to compare after the call."""
-    if isinstance(value, np.ndarray):
-        return [value] if value.ndim > 0 else []
-    if isinstance(value, (list, tuple)):
-        return [a for v in value for a in _arrays(v)]
-    if isinstance(value, dict):
-        return [a for v in value.values() for a in _arrays(v)]
+def _grids(spec: Any, value: Any) -> list[np.ndarray]:
+    """The grids (arrays in the spec) among realised arguments, to compare after the call: some paint in place."""
+    if isinstance(spec, np.ndarray):
+        return [value]
+    if isinstance(spec, (list, tuple)):
+        return [g for s, v in zip(spec, value) for g in _grids(s, v)]
+    if isinstance(spec, dict):
+        return [g for k in spec for g in _grids(spec[k], value[k])]
     return []
 
 
 def outcome(fn: Callable, args: tuple, kwargs: dict, data: st.DataObject | None) -> tuple:
     """('ok', result, mutated arrays) or ('raised', type, message), with both random streams seeded."""
+    specs = (args, kwargs)
     args, kwargs = realize(args, data), realize(kwargs, data)
     random.seed(1234)
     np.random.seed(1234)
@@ -115,7 +130,7 @@ def outcome(fn: Callable, args: tuple, kwargs: dict, data: st.DataObject | None)
         result = fn(*args, **kwargs)
     except Exception as exc:  # the exceptions themselves are what we compare
         return ("raised", type(exc), str(exc))
-    return ("ok", result, _arrays((args, kwargs)))
+    return ("ok", result, _grids(specs, (args, kwargs)))
 
 
 def assert_same(a: Any, b: Any, where: str = "result") -> None:
@@ -153,7 +168,12 @@ coords = st.integers(-3, 9).map(Num)
 small = st.integers(0, 3).map(Num)
 connectivities = st.sampled_from([4, 8, 4, 8, 5]).map(Num)  # 5: the error path
 flags = st.booleans().map(Flag)
+def int_lists(low: int, high: int, min_size: int = 0, max_size: int = 4) -> st.SearchStrategy:
+    return st.lists(st.integers(low, high), min_size=min_size, max_size=max_size).map(lambda v: Ints(tuple(v)))
+
+
 color_lists = st.one_of(
+    int_lists(0, 9),
     st.lists(colors, max_size=4),
     st.lists(colors, max_size=4).map(tuple),
     colors,  # a single colour where a list is expected: accepted
@@ -227,7 +247,7 @@ detect_calls = call(
     connectivity=optional(st.sampled_from([4, 8]).map(Num)),
     allowed_dimensions=optional(st.lists(st.tuples(st.integers(1, 3).map(Num), st.integers(1, 3).map(Num)),
                                          min_size=1, max_size=2)),
-    colors=optional(st.lists(colors, min_size=1, max_size=3)),
+    colors=optional(int_lists(0, 9, min_size=1, max_size=3)),
     can_overlap=flags,
 )
 
@@ -280,11 +300,11 @@ CASES: dict[str, st.SearchStrategy] = {
     "TranslationalSymmetry": apply_case(symmetries.filter(lambda m: m.factory is dsl.TranslationalSymmetry)),
     "MirrorSymmetry": apply_case(symmetries.filter(lambda m: m.factory is dsl.MirrorSymmetry)),
     "RotationalSymmetry": apply_case(symmetries.filter(lambda m: m.factory is dsl.RotationalSymmetry)),
-    "detect_translational_symmetry": call(grids(max_side=6), ignore_colors=st.lists(colors, max_size=2),
+    "detect_translational_symmetry": call(grids(max_side=6), ignore_colors=int_lists(0, 9, max_size=2),
                                           background=optional(colors)),
-    "detect_mirror_symmetry": call(grids(max_side=5), ignore_colors=st.lists(colors, max_size=2),
+    "detect_mirror_symmetry": call(grids(max_side=5), ignore_colors=int_lists(0, 9, max_size=2),
                                    background=optional(colors)),
-    "detect_rotational_symmetry": call(grids(max_side=6), ignore_colors=st.lists(colors, max_size=2),
+    "detect_rotational_symmetry": call(grids(max_side=6), ignore_colors=int_lists(0, 9, max_size=2),
                                        background=optional(colors)),
     "orbit": call(grids(), coords, coords, st.one_of(symmetries, st.lists(symmetries, max_size=2))),
     "random_free_location_for_sprite": call(grids(), grids(max_side=3), background=colors, border_size=small,
@@ -293,14 +313,14 @@ CASES: dict[str, st.SearchStrategy] = {
                                             padding=small),
     "randomly_spaced_indices": call(st.integers(0, 15).map(Num), st.integers(0, 4).map(Num), border_size=small,
                                     padding=small),
-    "random_sprite": call(st.one_of(sizes, st.lists(sizes, min_size=1, max_size=3)), sizes,
+    "random_sprite": call(st.one_of(sizes, st.lists(sizes, min_size=1, max_size=3), int_lists(1, 4, 1, 3)), sizes,
                           density=fractions.filter(lambda r: r.value >= 0.3), symmetry=symmetry_names,
-                          color_palette=optional(st.lists(st.integers(1, 9).map(Num), min_size=1, max_size=3)),
+                          color_palette=optional(int_lists(1, 9, min_size=1, max_size=3)),
                           **sprite_kwargs),
     "generate_sprite": call(sizes, sizes, symmetry_type=st.sampled_from(
                                 ["not_symmetric", "horizontal", "vertical", "mirror", "diagonal", "radial", "bogus"]),
                             fill_percentage=fractions, max_colors=st.integers(1, 9).map(Num),
-                            color_palate=optional(st.lists(st.integers(1, 9).map(Num), min_size=1, max_size=3)),
+                            color_palate=optional(int_lists(1, 9, min_size=1, max_size=3)),
                             **sprite_kwargs),
     "show_colored_grid": call(grids(), text=flags),
 }

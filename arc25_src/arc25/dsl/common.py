@@ -121,6 +121,15 @@ def _plain(value):
     return value
 
 
+def _listed(value):
+    """A 1-d numpy array given where a list is expected (colours, sizes) as a list of Python values.
+
+    Not done for every argument: Symmetry.apply takes arrays of coordinates on purpose.
+    Needed because an array has no truth value (`if colors:`) and is no list instance.
+    """
+    return value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
+
+
 def _plain_args(fn: Callable) -> Callable:
     """Decorator: every argument through `_plain` before the function sees it."""
 
@@ -164,6 +173,7 @@ def _in_bounds(shape: Sequence[int], x: int, y: int) -> bool:
 
 def _as_color_list(colors) -> list:
     """Accept a single colour where a list is expected (a common slip in generated code)."""
+    colors = _listed(colors)
     if colors is None:
         return []
     if isinstance(colors, (int, np.integer)):
@@ -653,6 +663,7 @@ def detect_objects(
        grids with hundreds of overlapping windows), where the largest objects are
        kept greedily.
     """
+    colors = _listed(colors)
     objects: list[np.ndarray] = []
     if connectivity:
         objects = find_connected_components(
@@ -1055,6 +1066,7 @@ def generate_sprite(
     background: int = Color.BLACK,
 ) -> np.ndarray:
     """One random-walk sprite of shape (n, m) with the given symmetry (contiguity not checked)."""
+    color_palate = _listed(color_palate)
     palette = list(color_palate) if color_palate else _random_palette(background, max_colors)
     if symmetry_type == "diagonal":
         symmetry_type = random.choice(["diagonal", "anti_diagonal"])
@@ -1106,6 +1118,7 @@ def random_sprite(
     'not_symmetric', 'mirror', 'diagonal', 'radial', or None for a random one
     (the last two only when a square shape is possible).
     """
+    n, m = _listed(n), _listed(m)
     n_options = list(n) if isinstance(n, (list, tuple, range)) else [n]
     m_options = list(m) if isinstance(m, (list, tuple, range)) else [m]
     square_options = [(a, b) for a in n_options for b in m_options if a == b]
@@ -1128,7 +1141,7 @@ def random_sprite(
     for attempt in range(1000):
         # denser after repeated misses, so the loop always ends
         fill = min(1.0, density + 0.05 * (attempt // 20))
-        sprite = generate_sprite(n, m, symmetry, fill, color_palate=color_palette,
+        sprite = generate_sprite(n, m, symmetry, fill, color_palate=_listed(color_palette),
                                  connectivity=connectivity, background=background)
         if is_contiguous(sprite, background=background, connectivity=connectivity) and _flush_with_border(sprite, background):
             return sprite
