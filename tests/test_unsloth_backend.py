@@ -252,3 +252,19 @@ def test_the_real_loader_needs_cuda_and_says_so():
         load_with_unsloth(config, 2)
     with pytest.raises(UserError, match="needs a CUDA GPU"):
         load_backend(config)
+
+
+def test_the_chunked_head_loss_equals_the_whole_head_loss():
+    """Same loss and gradients as the LM head over all labelled positions at once (HFBackend.loss's way)."""
+    from arc25.backends.unsloth import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 50, (300,))
+    whole = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    grads = torch.autograd.grad(whole, (hidden, weight))
+    chunked = chunked_cross_entropy(hidden, weight, targets, chunk=128)
+    chunked_grads = torch.autograd.grad(chunked, (hidden, weight))
+    assert torch.allclose(whole, chunked.double(), atol=1e-6)
+    assert all(torch.allclose(a, b.double(), atol=1e-6) for a, b in zip(grads, chunked_grads))

@@ -34,11 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from arc25.backends.base import Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats
 from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed
 from arc25.config import Config
 from arc25.errors import UserError
+from arc25.memory_plan import HEAD_CHUNK
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +324,18 @@ class UnslothBackend(HFBackend):
             self.adapters[adapter].handed = None  # a new version: hand it over at its next generation
         return stats
 
+    def loss(self, batch) -> torch.Tensor:
+        """HFBackend's loss (head on labelled positions only), the head run HEAD_CHUNK positions at a time.
+
+        A 1024-token answer's fp32 logits and their grad are 1 GiB at once (128256 entries per token):
+        on an L4 that is the difference between fitting and not. Each chunk is recomputed in the backward.
+        """
+        decoder = self.base.get_decoder()
+        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         use_cache=False).last_hidden_state
+        selected = hidden[:, :-1][batch.target_mask]
+        return chunked_cross_entropy(selected, self.base.get_output_embeddings().weight, batch.targets)
+
     # --- generation: vLLM with one LoRA request per task ------------------------------------------
 
     def handover(self, name: str) -> AdapterWeights:
@@ -354,6 +369,20 @@ class UnslothBackend(HFBackend):
     def close(self) -> None:
         self.engine = None
         super().close()
+
+
+def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
+
+
+def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                          chunk: int = HEAD_CHUNK) -> torch.Tensor:
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, `chunk` rows at a time (checkpointed)."""
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk):
+        part = slice(start, start + chunk)
+        total = total + checkpoint(_chunk_loss_sum, hidden[part], weight, targets[part], use_reentrant=False)
+    return total / max(1, hidden.shape[0])
 
 
 def _move_optimizer(optimizer: torch.optim.Optimizer | None, move: Callable[[torch.Tensor], torch.Tensor]) -> None:
