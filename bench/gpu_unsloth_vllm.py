@@ -122,7 +122,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", default="/tmp/llama8b")
     ap.add_argument("--cap-gib", type=float, default=22.0)
-    ap.add_argument("--vllm-gib", type=float, default=18.5, help="vLLM's share: weights + LoRA slots + KV + its activations")
+    ap.add_argument("--vllm-gib", type=float, default=17.0, help="vLLM's share: weights + LoRA slots + KV + its activations")
     ap.add_argument("--k", type=int, default=2, help="tasks (adapters) in flight")
     ap.add_argument("--n", type=int, default=8, help="completions per task")
     ap.add_argument("--max-tokens", type=int, default=1024)
@@ -238,6 +238,7 @@ def main() -> int:
     results["reset_s"] = time.time() - t0
     results["train_after_generate"] = train(names[0], samples[0])
     results["timings"] = backend.timings.as_dict()
+    results["swaps"] = backend.swaps
     results["ok"] = True
     save()
     print_table(results)
@@ -261,6 +262,7 @@ def print_table(r: dict) -> None:
                      f"{g['tok_per_s']:.0f}, {g['handover_s']:.3f}, {g['peak_allocated']:.2f}, {g['device_used']:.2f}"))
     rows.append(("reset (s)", f"{r['reset_s']:.4f}"))
     rows.append(("timings (s)", {k: round(v, 3) for k, v in r["timings"].items()}))
+    rows.append(("swaps through the slot: count, s each", f"{r['swaps']}, {r['timings'].get('swap', 0) / max(1, r['swaps']):.3f}"))
     t = r["train_after_generate"]
     rows.append(("train after generate: s / peak alloc / device used", f"{t['s']:.2f} / {t['peak_allocated']:.2f} / {t['device_used']:.2f}"))
     width = max(len(k) for k, _ in rows)

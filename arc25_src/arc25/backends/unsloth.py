@@ -37,16 +37,30 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from arc25.backends.base import Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats
-from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed
-from arc25.config import Config
-from arc25.errors import UserError
-from arc25.memory_plan import HEAD_CHUNK
-
 log = logging.getLogger(__name__)
 
+
+def _import_unsloth_first() -> None:
+    """unsloth patches transformers and peft when it is imported: before them, or it warns of slower
+    training and more memory (seen on the GPU when arc25.backends.hf came first). CUDA only."""
+    if not torch.cuda.is_available():
+        return
+    os.environ.setdefault("UNSLOTH_VLLM_MERGED_ROLLOUT", "0")
+    try:
+        import unsloth  # noqa: F401
+    except Exception as exc:  # not installed, or broken: load_with_unsloth says so in one line
+        log.debug("unsloth not imported: %s", exc)
+
+
+_import_unsloth_first()
+
+from arc25.backends.base import Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats  # noqa: E402
+from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed  # noqa: E402
+from arc25.config import Config  # noqa: E402
+from arc25.errors import UserError  # noqa: E402
+from arc25.memory_plan import HEAD_CHUNK  # noqa: E402
+
 SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swapped through it
-TARGET_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,11 +211,15 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
 
 @dataclass
 class TaskAdapter:
-    """One task's LoRA. Its weights are in the slot while it owns it, else in `weights` (pinned CPU)."""
+    """One task's LoRA: in the slot while it owns it, else in its own pinned CPU buffers.
+
+    The buffers are allocated once per task and reused by every swap (pinning 1 GiB per swap would
+    cost more than the copy)."""
 
     seed: int
-    weights: list[torch.Tensor] | None = None  # None while in the slot, or before the first swap-out
+    host: list[torch.Tensor]  # the weights while the task is out of the slot
     optimizer: torch.optim.Optimizer | None = None  # its moments follow the weights (GPU in the slot)
+    moments: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # their pinned buffers
     steps: int = 0
     version: int = 0
     handed: AdapterWeights | None = None  # the engine's copy of the current version
@@ -235,6 +253,7 @@ class UnslothBackend(HFBackend):
             p.requires_grad_(True)
         self.device = self.slot[0].device
         self.owner: str | None = None  # the task whose weights are in the slot
+        self.swaps = 0
         self._pin = self.device.type == "cuda"
         # the adapter_config.json content vLLM reads (plain JSON types, as unsloth hands it over)
         peft_config = self._peft_config().to_dict()
@@ -249,35 +268,38 @@ class UnslothBackend(HFBackend):
         if not name or "." in name:
             raise ValueError(f"adapter name {name!r}: must be non-empty, without dots")
         with self.timings.measure("create"):
-            task = TaskAdapter(seed=adapter_seed(self.seed, name), params=self.slot)
-            task.weights = self._initial_weights(task.seed)
+            host = [torch.empty(p.shape, dtype=p.dtype, pin_memory=self._pin) for p in self.slot]
+            task = TaskAdapter(seed=adapter_seed(self.seed, name), host=host, params=self.slot)
+            self._initial_weights(task)
             task.version = next(self._versions)
             self.adapters[name] = task
 
-    def _initial_weights(self, seed: int) -> list[torch.Tensor]:
-        """peft's LoRA init (A: kaiming-uniform, B: zeros), from the adapter's own seed, on the CPU."""
-        out = []
-        gen = torch.Generator().manual_seed(seed)
-        for name, p in zip(self.slot_names, self.slot):
-            t = torch.zeros(p.shape, dtype=p.dtype)
+    def _initial_weights(self, task: TaskAdapter) -> None:
+        """peft's LoRA init (A: kaiming-uniform, B: zeros) from the task's own seed, into its CPU buffers."""
+        gen = torch.Generator().manual_seed(task.seed)
+        for name, t in zip(self.slot_names, task.host):
             if ".lora_A." in name:
-                bound = 1 / math.sqrt(p.shape[1])  # kaiming_uniform_(a=sqrt(5)): 1/sqrt(fan_in)
+                bound = 1 / math.sqrt(t.shape[1])  # kaiming_uniform_(a=sqrt(5)): 1/sqrt(fan_in)
                 t.uniform_(-bound, bound, generator=gen)
-            out.append(t.pin_memory() if self._pin else t)
-        return out
+            else:
+                t.zero_()
+
+    def _evict(self, name: str) -> None:
+        """The slot no longer holds `name`'s weights (they are about to be replaced in its buffers)."""
+        if self.owner == name:
+            self.owner = None
 
     def reset_adapter(self, name: str) -> None:
         with self.timings.measure("reset"):
             task = self._state(name)
-            if self.owner == name:
-                self.owner = None  # the slot's values are now garbage; nobody's weights live there
-            task.weights = self._initial_weights(task.seed)
+            self._evict(name)
+            self._initial_weights(task)
             task.optimizer, task.steps, task.handed = None, 0, None
             task.version = next(self._versions)
 
     def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
         task = self._state(name)
-        values = self.slot if self.owner == name else task.weights
+        values = self.slot if self.owner == name else task.host
         return {key: v.detach().to("cpu", copy=True).contiguous() for key, v in zip(self.slot_names, values)}
 
     def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
@@ -285,38 +307,59 @@ class UnslothBackend(HFBackend):
         missing = [k for k in self.slot_names if k not in tensors]
         if missing:
             raise ValueError(f"adapter {name!r}: imported weights lack {len(missing)} tensors, e.g. {missing[0]}")
-        if self.owner == name:
-            self.owner = None
-        weights = [tensors[k].detach().to("cpu", dtype=p.dtype).clone() for k, p in zip(self.slot_names, self.slot)]
-        task.weights = [w.pin_memory() for w in weights] if self._pin else weights
+        self._evict(name)
+        for key, buffer in zip(self.slot_names, task.host):
+            buffer.copy_(tensors[key].detach())
         task.optimizer, task.steps, task.handed = None, 0, None
         task.version = next(self._versions)
 
     def drop_adapter(self, name: str) -> None:
-        if self.adapters.pop(name, None) is not None and self.owner == name:
-            self.owner = None
+        if self.adapters.pop(name, None) is not None:
+            self._evict(name)
 
     def _activate(self, name: str) -> None:
-        """Put `name`'s weights and moments in the slot (the previous owner's go to pinned CPU memory)."""
+        """Put `name`'s weights and moments in the slot (the previous owner's go to its pinned buffers)."""
         task = self._state(name)
         if self.owner == name:
             return
         with self.timings.measure("swap"), torch.no_grad():
             if self.owner is not None:
                 old = self.adapters[self.owner]
-                old.weights = [self._to_host(p) for p in self.slot]
-                _move_optimizer(old.optimizer, self._to_host)
-            for p, w in zip(self.slot, task.weights):
-                p.copy_(w, non_blocking=True)
+                for buffer, p in zip(old.host, self.slot):
+                    buffer.copy_(p, non_blocking=self._pin)
+                self._moments_out(old)
+            for p, buffer in zip(self.slot, task.host):
+                p.copy_(buffer, non_blocking=self._pin)
                 p.grad = None
-            _move_optimizer(task.optimizer, lambda t: t.to(self.device, non_blocking=True))
-            task.weights = None
+            self._moments_in(task)
+            if self._pin:
+                torch.cuda.synchronize(self.device)  # host buffers are read (export) or rewritten next
             self.owner = name
+            self.swaps += 1
 
-    def _to_host(self, t: torch.Tensor) -> torch.Tensor:
-        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=self._pin)
-        host.copy_(t.detach(), non_blocking=self._pin)
-        return host
+    def _moments_out(self, task: TaskAdapter) -> None:
+        if task.optimizer is None:
+            return
+        for i, p in enumerate(self.slot):
+            state = task.optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.device != torch.device("cpu"):
+                    buffer = task.moments.get((i, key))
+                    if buffer is None or buffer.shape != value.shape:
+                        buffer = task.moments[(i, key)] = torch.empty(value.shape, dtype=value.dtype,
+                                                                       pin_memory=self._pin)
+                    buffer.copy_(value, non_blocking=self._pin)
+                    state[key] = buffer
+
+    def _moments_in(self, task: TaskAdapter) -> None:
+        if task.optimizer is None or self.device.type == "cpu":
+            return
+        for p in self.slot:
+            state = task.optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.device.type == "cpu" and not (key == "step" and value.dim() == 0
+                                                                                   and not task.optimizer.defaults.get("fused")):
+                    state[key] = value.to(self.device, non_blocking=self._pin)
 
     def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
         stats = super().train(adapter, samples, deadline)
@@ -383,15 +426,6 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
         part = slice(start, start + chunk)
         total = total + checkpoint(_chunk_loss_sum, hidden[part], weight, targets[part], use_reentrant=False)
     return total / max(1, hidden.shape[0])
-
-
-def _move_optimizer(optimizer: torch.optim.Optimizer | None, move: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    if optimizer is None:
-        return
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                state[key] = move(value)
 
 
 def from_config(config: Config) -> UnslothBackend:
