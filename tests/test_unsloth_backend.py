@@ -268,3 +268,62 @@ def test_the_chunked_head_loss_equals_the_whole_head_loss():
     chunked_grads = torch.autograd.grad(chunked, (hidden, weight))
     assert torch.allclose(whole, chunked.double(), atol=1e-6)
     assert all(torch.allclose(a, b.double(), atol=1e-6) for a, b in zip(grads, chunked_grads))
+
+
+class _Out:  # the fields of vLLM's CompletionOutput / RequestOutput that VLLMEngine reads
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class FakeLLMEngine:
+    """Stand-in for vLLM's LLMEngine (add_request / step / abort_request), which needs CUDA here:
+    each step gives every running request one more token; with n > 1 the children report one by one."""
+
+    def __init__(self, tokens_per_request: int, clock: list[float]) -> None:
+        self.running, self.finished, self.aborted = {}, set(), []
+        self.tokens, self.clock = tokens_per_request, clock
+
+    def add_request(self, rid, prompt, params, lora_request=None):
+        self.running[rid] = {"n": params.n, "done": 0}
+
+    def has_unfinished_requests(self):
+        return bool(self.running)
+
+    def abort_request(self, rids):
+        self.aborted += rids
+        for rid in rids:
+            self.running.pop(rid, None)
+
+    def step(self):
+        self.clock[0] += 1.0  # one second per step
+        outs = []
+        for rid, r in list(self.running.items()):
+            r["done"] += 1
+            finished = r["done"] >= self.tokens
+            for index in range(r["n"]):
+                c = _Out(index=index, token_ids=list(range(r["done"])), text="x" * r["done"],
+                         finish_reason="length" if finished else None)
+                outs.append(_Out(request_id=rid, outputs=[c], finished=finished and index == r["n"] - 1))
+            if finished:
+                del self.running[rid]
+        return outs
+
+
+def test_vllm_engine_bookkeeping_children_deadlines_and_aborts(monkeypatch):
+    """VLLMEngine with a stand-in LLMEngine: every child's output kept, a row past its deadline aborted with
+    what it had ("deadline"), other rows run to the end."""
+    import arc25.backends.unsloth as mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(mod.time, "time", lambda: clock[0])
+    monkeypatch.setattr(mod.VLLMEngine, "_params", lambda self, p: p)
+    fake = FakeLLMEngine(tokens_per_request=5, clock=clock)
+    engine = mod.VLLMEngine(type("LLM", (), {"llm_engine": fake})(), max_loras=2, stop_ids=[128009])
+    rows = [EngineRow([1, 2, 3], SamplingParams(n=2, max_tokens=5), None),
+            EngineRow([4, 5], SamplingParams(n=3, max_tokens=5), None, deadline=1002.5),
+            EngineRow([6], SamplingParams(n=1, max_tokens=5), None, deadline=999.0)]  # already past: never runs
+    out = engine.run(rows)
+    assert [len(o) for o in out] == [2, 3, 0]
+    assert all(c.finish_reason == "length" and len(c.token_ids) == 5 for c in out[0])
+    assert all(c.finish_reason == "deadline" and len(c.token_ids) == 3 for c in out[1])
+    assert len(fake.aborted) == 2
