@@ -88,7 +88,7 @@ def vllm_backend(tiny_model_dir: Path):
 
     backend = VLLMBackend(ModelConfig(path=str(tiny_model_dir)), LoraConfig(),
                           TrainingConfig(learning_rate=2e-3, warmup_steps=2, gradient_checkpointing=True),
-                          VllmConfig(kv_cache_gib=0.25, max_model_len=2048, max_loras=2, max_num_seqs=32,
+                          VllmConfig(kv_cache_gib=0.25, max_model_len=8192, max_loras=2, max_num_seqs=32,
                                      enforce_eager=True), seed=0)
     yield backend
     backend.close()

@@ -12,6 +12,9 @@ Facts of both versions the backend relies on:
   by `lora_name` too: a name must never be reused for other weights (nor an id).
 - Greedy sampling (temperature 0) refuses n > 1: the backend sends one request per sequence.
 - `abort_request` takes the ids we gave (`RequestOutput.request_id` is ours as well).
+- `add_request` with a `TokensPrompt` logs once that raw prompts are deprecated ("removed in
+  v0.18", still accepted by 0.26 and 0.27); `LLM.generate` renders through `llm.renderer`
+  instead, the path to take here if a later version drops raw prompts.
 - On a CPU the engine core and its worker are spawned processes (the platform forces
   spawn): scripts that build an engine need the `if __name__ == "__main__":` guard.
 - On a CPU, base-model rows batched beside LoRA rows get the last LoRA slot's adapter:
