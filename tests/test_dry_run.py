@@ -39,3 +39,29 @@ def test_dry_run_end_to_end(tmp_path, tiny_model_dir):
         assert (out / "report" / name).stat().st_size > 5000
     # the submission was final before the run's time limit (start + 100 s) ran out
     assert (out / "submission.json").stat().st_mtime <= run["started_at"] + run["time_limit_s"]
+
+
+@pytest.mark.slow
+def test_dry_run_default_model_runs_every_phase(tmp_path, warm_model_dir):
+    """The default dry run (the warmed tiny model): programs run, relabeled samples train the task's
+    adapter, the adapter is reset for each task, and the report shows it."""
+    cache = warm_model_dir.parent  # the session's warm model, where dry-run looks for it
+    out = tmp_path / "run"
+    result = run_cli("dry-run", "--tasks", "2", "--workers", "1", "--time-limit", "280s", "--out", str(out),
+                     "--cache-dir", str(cache), "--no-progress", "--set", "search.max_predictions=8",
+                     "--set", "search.max_epochs=2", "--set", "run.per_task_cap_s=130", timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "warmed tiny model" in result.stdout
+
+    tasks = load_tasks(out / "challenges.json", out / "solutions.json")
+    results = [json.loads((out / "tasks" / t / "result.json").read_text()) for t in tasks]
+    epochs = [e for r in results for e in r["epochs"]]
+    assert sum(e["valid_code"] for e in epochs) > 0 and sum(e["valid_outputs"] for e in epochs) > 0
+    trained = [e for e in epochs if e["train_samples"] > 0]
+    assert trained and all(0 < e["train_loss"] < 5 for e in trained)
+    for r in results:  # one worker, one task at a time: each task trains its own, freshly reset adapter
+        if any(e["train_samples"] for e in r["epochs"]):
+            assert r["timings"]["train"] > 0 and r["timings"]["reset"] > 0 and r["timings"]["execute"] > 0
+    report = (out / "report" / "report.md").read_text()
+    assert "| valid code |" in report and "| valid code | 0.0%" not in report

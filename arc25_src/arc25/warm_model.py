@@ -52,8 +52,8 @@ class WarmSettings:
     intermediate: int = 512
     n_merges: int = 3000
     # the data: family tasks on windows of real ARC inputs
-    max_side: int = 8
-    max_cells: int = 360  # all grids of a task: prompts of ~300-600 tokens
+    max_side: int = 12
+    max_cells: int = 800  # all grids of a task: prompts of ~150-1000 tokens
     tokenizer_documents: int = 400
     # the training
     steps: int = 300
@@ -149,6 +149,19 @@ def _gaps(rng: random.Random, settings: WarmSettings, ids: list[int], n_prompt: 
     return dict(zip(points, sizes))
 
 
+def _length_batches(rng: random.Random, lengths: list[int], batch_size: int, pool: int = 16) -> list[list[int]]:
+    """Batches of similar lengths (padding wastes CPU): shuffle, sort within pools of `pool` batches,
+    cut, then shuffle the batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[start:start + batch_size * pool], key=lengths.__getitem__)
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def _lr(settings: WarmSettings, step: int) -> float:
     if step < settings.warmup_steps:
         return settings.learning_rate * (step + 1) / settings.warmup_steps
@@ -188,15 +201,13 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
                                   lr=settings.learning_rate, betas=(0.9, 0.95))
     dead_logit = math.log(vocab.n_dead)  # the dead rows' logits are exactly 0: logsumexp = log(n_dead)
 
-    order = list(range(len(encoded)))
     rng = random.Random(settings.seed)
-    rng.shuffle(order)
+    batches = _length_batches(rng, [len(ids) for ids, _ in encoded], settings.batch_size)
     boundary_ids = {i for i in range(n_bpe) if "\n\n" in tokenizer.decode([i])}
     losses = []
     bar = tqdm(range(settings.steps), desc="warm-up training", disable=not progress)
     for step in bar:
-        picked = order[step * settings.batch_size % len(order):][: settings.batch_size]
-        rows = [encoded[i] for i in picked]
+        rows = [encoded[i] for i in batches[step % len(batches)]]
         gaps = [_gaps(rng, settings, row, n_prompt, boundary_ids) for row, n_prompt in rows]
         ids, mask, labels, positions = _batch(rows, vocab, gaps)
         hidden = model.model(inputs_embeds=F.embedding(ids, emb_live), attention_mask=mask,
@@ -217,8 +228,11 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
             log.info("warm-up step %d/%d: loss %.4f", step + 1, settings.steps, loss.item())
 
     with torch.no_grad():
+        # dead ids: logit exactly 0 (never sampled in practice) and a zero embedding (never an input):
+        # the file then compresses to a few MB
+        emb.data.zero_()
         emb.data[vocab.ids] = emb_live.data
-        head.data.zero_()  # dead ids: logit exactly 0, never sampled in practice
+        head.data.zero_()
         head.data[vocab.ids] = head_live.data
     model.to(torch.bfloat16).save_pretrained(model_dir)
     return losses

