@@ -396,6 +396,8 @@ class HFBackend:
             return
         for name in distinct - {None}:
             self._state(name)
+        # peft reads the active adapter's config even for a mixed batch: it must be a live one
+        self._activate(next(a for a in adapters if a is not None))
         names = [BASE_ROW if a is None else a for a in adapters]
         yield self.peft, {"adapter_names": names}
 
