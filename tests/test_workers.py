@@ -228,9 +228,16 @@ def test_run_writes_a_complete_submission_and_resume_redoes_nothing(data, tmp_pa
     status = json.loads((out / "workers" / "worker-0.status.json").read_text())
     assert status["state"] == "exited" and status["tasks"] == [] and {"worker", "pid", "updated_at"} <= set(status)
     # the scripted engine answers in microseconds: busy time is tiny, but every call was logged
-    assert 0 <= status["engine"]["busy_fraction"] <= 1 and status["engine"]["calls"] > 0
-    engine_rows = [json.loads(line) for line in (out / "workers" / "worker-0.engine.jsonl").read_text().splitlines()]
-    assert len(engine_rows) == status["engine"]["calls"] and {r["kind"] for r in engine_rows} <= {"generate", "train"}
+    # (with 4 in flight one worker may have claimed all 3 tasks before the other was up)
+    calls = 0
+    for k in (0, 1):
+        status = json.loads((out / "workers" / f"worker-{k}.status.json").read_text())
+        engine_log = out / "workers" / f"worker-{k}.engine.jsonl"
+        spans = [json.loads(line) for line in engine_log.read_text().splitlines()] if engine_log.exists() else []
+        assert 0 <= status["engine"]["busy_fraction"] <= 1 and status["engine"]["calls"] == len(spans)
+        assert {r["kind"] for r in spans} <= {"generate", "train"}
+        calls += len(spans)
+    assert calls > 0
     assert "task" in (out / "workers" / "worker-0.log").read_text()
 
     stamps = {t: (out / "tasks" / t / "result.json").stat().st_mtime_ns for t in TASK_IDS}
