@@ -133,6 +133,18 @@ def test_seeds_reproduce(vllm_backend):
     assert generate_texts(vllm_backend, prompts, SamplingParams(n=3, max_tokens=6, seed=8)) != first
 
 
+def test_seeded_sampling_over_many_long_prompts_in_one_call(vllm_backend):
+    """More prompt tokens than one engine step takes, all seeded: on CPU a prefill split across steps
+    used to crash vLLM's engine ("CPU Generator does not use offset"); whole prefills only there."""
+    tasks = sorted(load_tasks(TRAIN_2025).values(), key=lambda t: (t.n_cells, t.task_id))
+    prompts = [build_messages(t) for t in tasks[200:210]]  # ~1-2k tiny-model tokens each
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_tokens=2, seed=3)
+    [answer] = vllm_backend.generate([GenerationRequest(prompts, params)])
+    assert sum(c.prompt_tokens for cs in answer for c in cs) > 8192  # more than one step takes
+    assert [len(cs) for cs in answer] == [2] * len(prompts)
+    assert all(c.finish_reason in ("stop", "length") for cs in answer for c in cs)
+
+
 def test_deadline_cuts_generation_and_keeps_partial_text(vllm_backend):
     prompts = [short_messages("Black Blue")]
     endless = SamplingParams(n=1, temperature=0.0, max_tokens=100_000)  # capped at max_model_len: ~8k tokens

@@ -90,6 +90,11 @@ class Engine:
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=int(kv_cache_gib * 2**30) if kv_cache_gib > 0 else None,
             enforce_eager=enforce_eager,
+            # On CPU a seeded request whose prefill is split across steps crashes the engine (vLLM 0.27:
+            # `_bookkeeping_sync` rewinds the request's generator with `set_offset`, which CPU generators
+            # lack: "CPU Generator does not use offset"). Whole prefills only, as vLLM itself does on CPU for MLA.
+            **({"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 8192)}
+               if self.on_cpu else {}),
             # the release's generation_config.json holds sampling defaults (temperature 0.6, top_p 0.9);
             # every request sets its own
             generation_config="vllm",
