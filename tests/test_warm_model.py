@@ -88,6 +88,7 @@ def _predictions(task, completions, executor):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_warm_model_writes_running_programs_for_real_prompts(warm_backend, arc_train, executor):
     """Real ARC prompts it never trained on (its training prompts are family tasks): most answers are
     programs that run on the task's inputs."""
@@ -97,33 +98,48 @@ def test_warm_model_writes_running_programs_for_real_prompts(warm_backend, arc_t
     assert sum(p.valid_outputs for p in predictions) >= 4
 
 
+def _nll(backend, adapter, samples):
+    """Mean -log p per answer token of each sample, under `adapter` (None: the base model)."""
+    import torch
+
+    losses = []
+    with torch.no_grad(), backend.using(adapter) as model:
+        for sample in samples:
+            ids, labels = backend.encode(sample)
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+            losses.append(out.loss.item())
+    return losses
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a few minutes on an idle 2-core machine; CPU-shared machines are slower
 def test_learning_makes_the_relabeled_programs_likelier(warm_backend, arc_train, executor):
     """What only a working learn step gives: after training the task's adapter on the relabeled samples
-    of its own programs, (1) their loss (-log p per token) falls, (2) the adapter samples those programs
-    more often than the base model does with the same seed, and (3) a reset gives back the base model."""
+    of its own programs, (1) their training loss falls pass after pass, (2) on the task's own prompt
+    (what the next epoch samples from, not the relabeled prompts it trained on) the adapter gives those
+    programs a higher probability than the base model, and (3) a reset gives back the base model exactly."""
+    from arc25.backends.base import TrainSample
     from arc25.relabel import Relabeler, training_sample
 
     task = arc_train[GRAVITY_TASK]
     predictions = _predictions(task, _sample(warm_backend, task, 16, seed=1), executor)
-    relabeler = Relabeler(8)
-    chosen = relabeler.select(predictions)
+    chosen = Relabeler(8).select(predictions)
     assert len(chosen) >= 2, [p.error for p in predictions]
     samples = [training_sample(task, p) for p in chosen]  # the program's outputs become the targets
-    trained_codes = {p.code for p in chosen}
+    on_task_prompt = [TrainSample(build_messages(task), p.completion) for p in chosen]
 
     warm_backend.create_adapter("learn")
     try:
-        losses = [warm_backend.train("learn", samples).mean_loss for _ in range(3)]
+        before = _nll(warm_backend, "learn", on_task_prompt)  # a fresh adapter is the base model
+        losses = [warm_backend.train("learn", samples).mean_loss for _ in range(4)]
         assert losses[-1] < 0.7 * losses[0], losses
+        after = _nll(warm_backend, "learn", on_task_prompt)
+        assert np.mean(after) < np.mean(before) - 0.01, (before, after)
+        assert _nll(warm_backend, None, on_task_prompt) == pytest.approx(before, abs=1e-4)  # base untouched
 
-        base = _sample(warm_backend, task, 16, seed=2)
-        adapted = _sample(warm_backend, task, 16, seed=2, adapter="learn")
-        count = lambda completions: sum(extract_code(c.text) in trained_codes for c in completions)  # noqa: E731
-        assert count(adapted) > count(base), (count(adapted), count(base))
-
+        base = _sample(warm_backend, task, 8, seed=2)
         warm_backend.reset_adapter("learn")
-        after_reset = _sample(warm_backend, task, 16, seed=2, adapter="learn")
+        after_reset = _sample(warm_backend, task, 8, seed=2, adapter="learn")
         assert [c.text for c in after_reset] == [c.text for c in base]
     finally:
         warm_backend.drop_adapter("learn")
