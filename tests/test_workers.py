@@ -384,3 +384,20 @@ def test_library_run_with_the_real_tiny_hf_model(data, tmp_path, tiny_model_dir)
     rows = timeline(out)
     assert rows and all(r["epochs"] >= 1 for r in rows if r["outcome"] == "done")
     assert any(result(out, r["task_id"])["epochs"] for r in rows)
+
+
+def test_a_worker_claims_no_more_than_its_fair_share_of_what_is_left(tmp_path, monkeypatch):
+    """With K slots per worker, the first worker up must not take every task while the others load."""
+    from arc25.workers import Flight, Worker
+
+    scans = []
+    monkeypatch.setattr(claims, "claim_next", lambda *a, **k: scans.append(1) or claims.ClaimScan(None, 0, 0))
+    config = Config()
+    config.run.tasks_per_worker = 4
+    worker = Worker(tmp_path, 0, config, {}, ["a", "b", "c"], time.time() + 60, n_workers=2)
+    worker.others_alive = lambda: True
+    worker.unfinished = 3
+    worker.flights = {"a": Flight(claims.Claim("a"), None, 0.0), "b": Flight(claims.Claim("b"), None, 0.0)}
+    assert worker.refill("slot2") is None and scans == []  # 2 of 3 left is its share (ceil(3 / 2))
+    worker.flights.pop("b")
+    assert worker.refill("slot1") is None and scans == [1]  # under its share: it looks for a task

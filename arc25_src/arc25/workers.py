@@ -24,6 +24,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -135,7 +136,7 @@ class Worker:
     heartbeat: Heartbeat | None = None
     tasks_done: int = 0
     flights: dict[str, Flight] = field(default_factory=dict)  # task id -> in flight
-    unfinished: int = 1  # tasks neither done nor given up, at the last claim scan
+    unfinished: int = 1 << 30  # tasks neither done nor given up, at the last claim scan (none yet: no cap)
 
     @property
     def max_crashes(self) -> int:
@@ -182,6 +183,8 @@ class Worker:
         from arc25.search_and_learn import TaskSolver
 
         while time.time() < self.deadline:
+            if self.flights and len(self.flights) >= math.ceil(self.unfinished / self.n_workers):
+                return None  # its fair share of what is left: the other workers' slots take the rest
             scan = claims.claim_next(self.run_dir, self.task_ids, self.index, max_crashes=self.max_crashes,
                                      stale_after_s=self.config.run.stale_after_s, others_alive=self.others_alive())
             self.unfinished = scan.unfinished
