@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from arc25.attempts import fallback_attempts
-from arc25.rundir import SUBMISSION_FILE, read_result, result_path
+from arc25.rundir import SUBMISSION_FILE, read_result, result_path  # noqa: F401  (SUBMISSION_FILE: for the commands)
 from arc25.task_result import TaskResult
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json

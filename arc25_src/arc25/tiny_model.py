@@ -25,6 +25,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -263,19 +264,26 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, hidden: int = 128, layer
     return out_dir
 
 
-def tiny_model_path(cache_dir: str | Path, seed: int = 0) -> Path:
-    """The default tiny model under `cache_dir`, built on first use (atomically, so concurrent callers agree)."""
-    target = Path(cache_dir) / f"tiny-llama-v{TINY_FORMAT_VERSION}-seed{seed}"
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+def build_once(target: Path, build: Callable[[Path], object], done: Callable[[Path], bool]) -> Path:
+    """`target`, built by `build(folder)` in a temporary folder renamed into place when `done` says it is
+    missing: atomic, so concurrent callers (test workers, run workers) agree on one complete copy."""
+    if done(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        make_tiny_model(tmp, seed=seed)
+        build(tmp)
         tmp.rename(target)
     except OSError:
-        if not (target / "config.json").exists():  # not a lost race: a real failure
+        if not done(target):  # not a lost race: a real failure
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def tiny_model_path(cache_dir: str | Path, seed: int = 0) -> Path:
+    """The default tiny model under `cache_dir`, built on first use (atomically, so concurrent callers agree)."""
+    return build_once(Path(cache_dir) / f"tiny-llama-v{TINY_FORMAT_VERSION}-seed{seed}",
+                      lambda folder: make_tiny_model(folder, seed=seed),
+                      lambda t: (t / "config.json").exists() and (t / "tokenizer.json").exists())

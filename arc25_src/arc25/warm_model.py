@@ -24,14 +24,13 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from arc25.program_family import family_task, source_grids
+from arc25.tiny_model import build_once
 from arc25.prompts import build_messages, format_answer
 from arc25.tasks import load_tasks
 
@@ -272,20 +271,9 @@ def make_warm_model(out_dir: str | Path, settings: WarmSettings = WarmSettings()
 
 def warm_model_path(cache_dir: str | Path, settings: WarmSettings = WarmSettings(), progress: bool = True) -> Path:
     """The warmed tiny model under `cache_dir`, built on first use (atomically, like `tiny_model_path`)."""
-    target = Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}"
-    if (target / "warm_model.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        make_warm_model(tmp, settings, progress)
-        tmp.rename(target)
-    except OSError:
-        if not (target / "warm_model.json").exists():  # not a lost race: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}",
+                      lambda folder: make_warm_model(folder, settings, progress),
+                      lambda t: (t / "warm_model.json").exists())
 
 
 # ---------------------------------------------------------------------------------------------
