@@ -31,6 +31,8 @@ def start_run(data: dict[str, Path], out: Path, extra: tuple[str, ...] = (), com
     args = run_args(data, out, time_limit="300", extra=extra)
     args[args.index("run")] = command  # dry-run takes the same options
     cmd = [sys.executable, "-m", "arc25", *args]
+    # SIGHUP at its default in the run, whatever the test runner inherited (pytest under nohup ignores it)
+    popen.setdefault("preexec_fn", lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)
 
