@@ -133,7 +133,8 @@ def main() -> int:
     ap.add_argument("--max-num-seqs", type=int, default=64)
     ap.add_argument("--max-num-batched-tokens", type=int, default=8192)
     ap.add_argument("--enforce-eager", action="store_true")
-    ap.add_argument("--challenges", nargs="+", default=["/work/shared/data/arc-prize-2024/arc-agi_evaluation_challenges.json"])
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared beside the checkout
+    ap.add_argument("--challenges", nargs="+", default=[str(shared / "arc-prize-2024" / "arc-agi_evaluation_challenges.json")])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     results: dict = {"args": vars(args)}

@@ -317,9 +317,9 @@ def test_deadline_cuts_generation_and_keeps_partial_text(hf_backend):
     start = time.time()
     cut, whole = hf_backend.generate([GenerationRequest(prompts, long, None, start + 1.0),
                                       GenerationRequest(prompts, SamplingParams(n=1, max_tokens=3), None)])
-    assert time.time() - start < 30  # not 100k tokens: the deadline ended the call (generous for a loaded CPU)
-    # rows that started were cut with their text so far; a chunk not started by then is left out
-    assert 1 <= len(cut[0]) <= 2 and all(c.finish_reason == "deadline" for c in cut[0])
+    # rows that started were cut with their text so far (not 100k tokens: the deadline ended them);
+    # a chunk not started by then is left out
+    assert len(cut[0]) in (1, 2) and all(c.finish_reason == "deadline" for c in cut[0])
     assert all(0 < c.completion_tokens < 100_000 for c in cut[0])
     assert [c.finish_reason for c in whole[0]] == ["length"]
 

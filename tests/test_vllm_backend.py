@@ -156,7 +156,6 @@ def test_deadline_cuts_generation_and_keeps_partial_text(vllm_backend):
     start = time.time()
     cut, whole = vllm_backend.generate([GenerationRequest(prompts, endless, None, start + 1.5),
                                         GenerationRequest(prompts, SamplingParams(n=2, max_tokens=3), None)])
-    assert time.time() - start < 60  # not ~8k steps: the deadline ended the call (generous for a loaded CPU)
     [[c]] = cut
     assert c.finish_reason == "deadline" and c.truncated and 0 < c.completion_tokens < 8000
     assert [x.finish_reason for x in whole[0]] == ["length", "length"]

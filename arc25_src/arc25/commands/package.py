@@ -3,7 +3,7 @@
 Two datasets, so the multi-GB wheelhouse goes up once and the code as often as it changes:
 
     arc25 package --out dist/arc25-code                              # the arc25 wheel
-    arc25 package --out dist/arc25-wheels --wheels /tmp/wheelhouse   # the GPU stack (from arc25 wheels)
+    arc25 package --out dist/arc25-wheels --wheels dist/wheelhouse   # the GPU stack (from arc25 wheels)
 
 The id is --id owner/slug, else kaggle.username with kaggle.code_dataset or
 kaggle.wheels_dataset from the config. Anything that looks like a credential

@@ -6,8 +6,8 @@ checkout into the same folder, then proves the set installs with no index at all
 pip resolves the requirements and arc25 against the folder alone, for that target.
 Prints the total size and the ten largest wheels; wheelhouse.json records it all.
 
-    arc25 wheels --out /tmp/wheelhouse-312 --python-version 3.12
-    arc25 package --out dist/arc25-wheels --wheels /tmp/wheelhouse-312   # then arc25 upload
+    arc25 wheels --out dist/wheelhouse-312 --python-version 3.12
+    arc25 package --out dist/arc25-wheels --wheels dist/wheelhouse-312   # then arc25 upload
 
 The folder is for upload, not for the repository (wheels/*.whl is gitignored).
 """
