@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def mem() -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model-dir", default="/tmp/llama8b")
+    ap.add_argument("--model-dir", default=str(Path(tempfile.gettempdir()) / "llama8b"))
     ap.add_argument("--cap-gib", type=float, default=22.0)
     ap.add_argument("--vllm-gib", type=float, default=17.0, help="vLLM's share: weights + LoRA slots + KV + its activations")
     ap.add_argument("--k", type=int, default=2, help="tasks (adapters) in flight")
