@@ -10,6 +10,12 @@ real, the programs are known).
 
     python bench/bench_epochs.py [--backend hf] [--in-flight 1 2 4] [--epochs 1 2 4] [--predictions 16]
 
+On a GPU, the Kaggle engine on the 8B shape under an L4's memory (docs/benchmarks.md):
+
+    python bench/bench_epochs.py --backend unsloth --model DIR --challenges C --median-tasks 4 \
+        --in-flight 4 --epochs 1 4 --predictions 64 --n-per-prompt 8 --max-tokens 512 --samples 4 \
+        --set unsloth.memory_cap_gib=22
+
 Prints one row per (K, k): wall time, ratio to k=1 at the same K, the time breakdown
 summed over tasks, the engine's busy fraction and tokens/s, and the fixed overhead
 per epoch (reset + relabel: everything that is neither generation, execution,
@@ -19,16 +25,18 @@ optimizer steps nor waiting).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from arc25.backends import load_backend
-from arc25.config import Config
+from arc25.config import Config, load_config
 from arc25.execution import Executor
-from arc25.prompts import format_answer
+from arc25.prompts import PromptSpec, build_messages, format_answer, tokenize_prompt
 from arc25.scheduler import EngineLog
 from arc25.search_and_learn import solve_tasks
 from arc25.task_result import TIME_PHASES
@@ -66,7 +74,8 @@ class PlantedBackend:
 
 
 def bench_config(args, k: int) -> Config:
-    config = Config(seed=0)
+    config = load_config(None, args.set)
+    config.seed = 0
     config.model.path, config.model.backend = str(args.model), args.backend
     config.sampling.max_tokens = args.max_tokens
     config.sampling.n_per_prompt = args.n_per_prompt
@@ -76,7 +85,15 @@ def bench_config(args, k: int) -> Config:
     config.search.stop_agreeing_programs = 10**6  # run every epoch: we measure, not solve
     config.search.stop_distinct_outputs = 10**6
     config.training.max_samples_per_epoch = args.samples
+    config.run.tasks_per_worker = max(args.in_flight)  # adapters (vLLM LoRA slots) the backend is built for
     return config
+
+
+def median_tasks(tasks: dict, tokenizer, n: int) -> list[str]:
+    """The n tasks whose first prompt is nearest the file's median prompt length (typical, not extreme)."""
+    lengths = {tid: len(tokenize_prompt(tokenizer, build_messages(t, PromptSpec(test_index=0)))) for tid, t in tasks.items()}
+    median = statistics.median(lengths.values())
+    return sorted(lengths, key=lambda tid: (abs(lengths[tid] - median), tid))[:n]
 
 
 def bench(in_flight: int, k: int, args, tasks, backend, executor) -> dict:
@@ -104,21 +121,32 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--samples", type=int, default=4, help="relabeled samples per epoch")
     parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--challenges", type=Path, default=DATA / "arc-prize-2025" / "arc-agi_training_challenges.json")
+    parser.add_argument("--median-tasks", type=int, default=0, metavar="N",
+                        help="instead of --tasks: the N tasks of --challenges nearest its median prompt length")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the tiny model)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.model = args.model or tiny_model_path(Path(tempfile.gettempdir()) / "arc25-bench")
-    challenges = args.data / "arc-prize-2025" / "arc-agi_training_challenges.json"
-    tasks = [load_tasks(challenges)[t] for t in args.tasks]
+    all_tasks = load_tasks(args.challenges)
     backend = PlantedBackend(load_backend(bench_config(args, 1)))
+    if args.median_tasks:
+        args.tasks = median_tasks(all_tasks, backend.tokenizer, args.median_tasks)
+    tasks = [all_tasks[t] for t in args.tasks]
+    print(f"tasks: {' '.join(args.tasks)}", flush=True)
     rows = []
     with Executor(timeout_s=1.0) as executor:
-        bench(max(args.in_flight), 1, args, tasks[:1], backend, executor)  # warm-up: allocate, compile
+        # warm-up on one task: allocation, CUDA graphs, the first training step's compilation
+        bench(max(args.in_flight), min(2, args.predictions // args.n_per_prompt), args, tasks[:1], backend, executor)
         for in_flight in args.in_flight:
             for k in args.epochs:
                 rows.append(bench(in_flight, k, args, tasks, backend, executor))
-                print(f"K={in_flight} k={k}: {rows[-1]['wall']:.1f} s", flush=True)
+                print(f"K={in_flight} k={k}: {rows[-1]['wall']:.1f} s, busy {100 * rows[-1]['busy']:.0f}%, "
+                      f"{rows[-1]['tok_s']:.0f} tok/s", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}))
     cols = ["K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s", "overhead/epoch s"]
     print(f"\n{len(tasks)} tasks x {args.predictions} predictions, backend {args.backend}, model {args.model.name}, "
           f"max_tokens {args.max_tokens}, n {args.n_per_prompt}; time phases summed over tasks")
