@@ -173,6 +173,18 @@ class VLLMEngine:
         return results
 
 
+def unsloth_utilization(vllm_gib: float) -> float:
+    """The `gpu_memory_utilization` to give unsloth for a vLLM share of `vllm_gib`.
+
+    unsloth (approximate_vllm_memory_usage) multiplies it by the memory *free now*, not the card's,
+    and hands vLLM that over the card's total; its KV estimate from that share also caps
+    max_model_len. Asking vllm_gib / total gave vLLM 16.0 of 17 GiB on an H100 whose context
+    and cache held 4.6 GiB: no KV cache left, max_model_len 3328 (docs/benchmarks.md)."""
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    return min(0.98, vllm_gib * 1024**3 / free)
+
+
 def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     """The model through unsloth with fast_inference=True (vLLM owns the weights; training shares them)."""
     if not torch.cuda.is_available():
@@ -193,7 +205,7 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     model, tokenizer = FastLanguageModel.from_pretrained(
         mc.path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
-        load_in_4bit=uc.load_in_4bit, fast_inference=True, gpu_memory_utilization=uc.vllm_gib / total,
+        load_in_4bit=uc.load_in_4bit, fast_inference=True, gpu_memory_utilization=unsloth_utilization(uc.vllm_gib),
         max_lora_rank=lc.rank, max_loras=max_loras, float8_kv_cache=uc.fp8_kv_cache,
         max_num_seqs=uc.max_num_seqs, max_num_batched_tokens=uc.max_num_batched_tokens,
         enable_prefix_caching=True, random_state=config.seed)
