@@ -119,6 +119,10 @@ class RunConfig:
     # 1.6k tok/s at 16 sequences per call to 8.7k at 256 on an H100), and while one task's programs
     # run or its adapter trains the others keep the engine busy. 4 x 64 predictions = 256 sequences.
     tasks_per_worker: int = 4
+    # A generate call waits this long at most for tasks whose programs are still executing:
+    # decoding is memory-bound, so a call with one task's sequences costs about as much as one
+    # with all K tasks' (arc25.scheduler, "gather")
+    gather_s: float = 3.0
 
 
 @dataclass

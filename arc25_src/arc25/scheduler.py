@@ -4,10 +4,18 @@ Each round:
     1. hand finished program executions back to their solvers (-> learn, search or done)
     2. fill free adapter slots with new solvers (`refill`)
     3. train every solver that is in its learn phase, one after another (engine work)
-    4. one engine call with the next request of every solver in its search phase
+    4. gather: if solvers are ready to search while others' programs are still executing,
+       wait for those executions (at most `gather_s`) and train the solvers they release
+    5. one engine call with the next request of every solver in its search phase
        (as many adapters as the backend can mix in one call); their programs go to the
        executor thread, so the next round's engine work overlaps their execution
-    5. with no engine work to do, wait for an execution to finish (engine idle)
+    6. with no engine work to do, wait for an execution to finish (engine idle)
+
+Why gather: decoding is memory-bound, so a call with one task's 8 sequences takes about as
+long as one with four tasks' 32. Without it the solvers drift apart (the first task whose
+programs finish executing learns and searches alone, the others follow in their own small
+calls) and the engine spends its time on near-empty calls: measured on an H100 with the 8B
+shape, 4 epochs took 2.47x the wall time of 1 epoch at equal predictions (docs/benchmarks.md).
 
 A solver that raises is finished with `error` set; the others carry on. A failing
 engine call fails the solvers that were in it. Engine time is logged per call
@@ -19,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -62,11 +70,15 @@ class EngineLog:
     started: float = field(default_factory=time.time)  # the model is loaded: the engine could work from here
     busy_s: dict[str, float] = field(default_factory=lambda: {"generate": 0.0, "train": 0.0})
     tokens: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
+    sequences: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
+    calls_by_kind: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
     calls: int = 0
 
     def record(self, span: EngineSpan) -> None:
         self.busy_s[span.kind] = self.busy_s.get(span.kind, 0.0) + span.end - span.start
         self.tokens[span.kind] = self.tokens.get(span.kind, 0) + span.tokens
+        self.sequences[span.kind] = self.sequences.get(span.kind, 0) + span.sequences
+        self.calls_by_kind[span.kind] = self.calls_by_kind.get(span.kind, 0) + 1
         self.calls += 1
         if self.path is not None:
             with open(self.path, "a") as f:  # one small write per line: readers see whole lines
@@ -82,6 +94,9 @@ class EngineLog:
             "generated_tokens": self.tokens.get("generate", 0),
             "tokens_per_s": round(self.tokens.get("generate", 0) / gen_s, 1) if gen_s > 0 else 0.0,
             "calls": self.calls,
+            "generate_calls": self.calls_by_kind.get("generate", 0),
+            # a full call decodes many sequences at once; few per call means a starved engine
+            "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
         }
 
 
@@ -89,16 +104,18 @@ class Scheduler:
     """Drives up to len(slots) solvers; `run()` yields each solver as it finishes."""
 
     def __init__(self, backend: Backend, executor: Executor, slots: list[str], refill: Refill,
-                 engine_log: EngineLog | None = None, idle_wait_s: float = 0.5) -> None:
+                 engine_log: EngineLog | None = None, idle_wait_s: float = 0.5, gather_s: float = 3.0) -> None:
         self.backend, self.executor, self.refill = backend, executor, refill
         self.free = list(slots)
         self.solvers: list[TaskSolver] = []
         self.errors: dict[int, BaseException] = {}  # id(solver) -> why it failed
         self.engine_log = engine_log or EngineLog()
         self.idle_wait_s = idle_wait_s
+        self.gather_s = gather_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="execute")  # Executor: one run at a time
         self._pending: dict[Future, TaskSolver] = {}
         self.exhausted = False  # refill returned None: nothing to claim right now
+        self.gathered_s = 0.0  # engine idle while gathering
 
     def __enter__(self) -> Scheduler:
         return self
@@ -122,6 +139,8 @@ class Scheduler:
         self._collect_executions()
         self._fill()
         worked = self._train()
+        if self._gather():
+            worked |= self._train()
         worked |= self._generate()
         if not worked and self._pending:
             wait(list(self._pending), timeout=self.idle_wait_s, return_when=FIRST_COMPLETED)
@@ -169,6 +188,16 @@ class Scheduler:
             self.engine_log.record(EngineSpan("train", start, time.time(), [solver.task.task_id],
                                               sequences=epoch.train_samples if epoch else 0))
         return bool(learners)
+
+    def _gather(self) -> bool:
+        """Wait (at most gather_s) for the executions of solvers that would miss this round's call."""
+        if self.gather_s <= 0 or not self._pending or not any(s.phase == "search" for s in self.solvers):
+            return False
+        start = time.time()
+        wait(list(self._pending), timeout=self.gather_s, return_when=ALL_COMPLETED)
+        self.gathered_s += time.time() - start
+        self._collect_executions()
+        return True
 
     def _generate(self) -> bool:
         batch: list[TaskSolver] = []

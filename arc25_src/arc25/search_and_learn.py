@@ -392,7 +392,7 @@ def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config:
             return None
         return TaskSolver(queue.pop(0), backend, executor, config, budget_s, out_dir, adapter=free_slot)
 
-    with Scheduler(backend, executor, slots, refill, engine_log) as scheduler:
+    with Scheduler(backend, executor, slots, refill, engine_log, gather_s=config.run.gather_s) as scheduler:
         for solver in scheduler.run():
             results[solver.task.task_id] = solver.result()
     return [results[t.task_id] for t in tasks]

@@ -160,7 +160,8 @@ class Worker:
 
         slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
-        with Scheduler(self.backend, self.executor, slots, self.refill, engine_log) as scheduler:
+        with Scheduler(self.backend, self.executor, slots, self.refill, engine_log,
+                       gather_s=self.config.run.gather_s) as scheduler:
             while True:
                 self.stop_lost_and_late(scheduler)
                 for solver in scheduler.round():
