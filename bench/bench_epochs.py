@@ -25,6 +25,7 @@ optimizer steps nor waiting).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -73,9 +74,11 @@ class PlantedBackend:
         return getattr(self.backend, name)
 
 
-def bench_config(args, k: int) -> Config:
+def bench_config(args, k: int, gather_s: float | None = None) -> Config:
     config = load_config(None, args.set)
     config.seed = 0
+    if gather_s is not None:
+        config.run.gather_s = gather_s
     config.model.path, config.model.backend = str(args.model), args.backend
     config.sampling.max_tokens = args.max_tokens
     config.sampling.n_per_prompt = args.n_per_prompt
@@ -96,8 +99,8 @@ def median_tasks(tasks: dict, tokenizer, n: int) -> list[str]:
     return sorted(lengths, key=lambda tid: (abs(lengths[tid] - median), tid))[:n]
 
 
-def bench(in_flight: int, k: int, args, tasks, backend, executor) -> dict:
-    config = bench_config(args, k)
+def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: float | None = None) -> dict:
+    config = bench_config(args, k, gather_s)
     engine = EngineLog()
     start = time.perf_counter()
     results = solve_tasks(tasks, backend, executor, config, 1e9, tasks_in_flight=in_flight, engine_log=engine)
@@ -107,8 +110,9 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor) -> dict:
     totals = {p: sum(r.timings[p] for r in results) for p in TIME_PHASES}
     summary = engine.summary()
     overhead = totals["reset"] + totals["relabel"]
-    return {"K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
-            "tok_s": summary["tokens_per_s"], "overhead_per_epoch": overhead / (k * len(tasks))}
+    return {"gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
+            "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
+            "overhead_per_epoch": overhead / (k * len(tasks))}
 
 
 def main() -> None:
@@ -127,6 +131,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the tiny model)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--gather-s", type=float, nargs="+", default=[None],
+                        help="run.gather_s values to compare (default: the config's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.model = args.model or tiny_model_path(Path(tempfile.gettempdir()) / "arc25-bench")
@@ -140,23 +146,25 @@ def main() -> None:
     with Executor(timeout_s=1.0) as executor:
         # warm-up on one task: allocation, CUDA graphs, the first training step's compilation
         bench(max(args.in_flight), min(2, args.predictions // args.n_per_prompt), args, tasks[:1], backend, executor)
-        for in_flight in args.in_flight:
-            for k in args.epochs:
-                rows.append(bench(in_flight, k, args, tasks, backend, executor))
-                print(f"K={in_flight} k={k}: {rows[-1]['wall']:.1f} s, busy {100 * rows[-1]['busy']:.0f}%, "
-                      f"{rows[-1]['tok_s']:.0f} tok/s", flush=True)
-                if args.json:
-                    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}))
-    cols = ["K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s", "overhead/epoch s"]
+        for gather_s, in_flight, k in itertools.product(args.gather_s, args.in_flight, args.epochs):
+            rows.append(bench(in_flight, k, args, tasks, backend, executor, gather_s))
+            r = rows[-1]
+            print(f"gather {r['gather_s']} s, K={in_flight} k={k}: {r['wall']:.1f} s, busy {100 * r['busy']:.0f}%, "
+                  f"{r['tok_s']:.0f} tok/s, {r['seq_per_call']:.0f} sequences per call", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}))
+    cols = ["gather s", "K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s", "seq/call",
+            "overhead/epoch s"]
     print(f"\n{len(tasks)} tasks x {args.predictions} predictions, backend {args.backend}, model {args.model.name}, "
           f"max_tokens {args.max_tokens}, n {args.n_per_prompt}; time phases summed over tasks")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        base = next(b["wall"] for b in rows if b["K"] == r["K"] and b["k"] == min(args.epochs))
-        cells = [str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
+        base = next(b["wall"] for b in rows if (b["K"], b["gather_s"]) == (r["K"], r["gather_s"])
+                    and b["k"] == min(args.epochs))
+        cells = [str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]
-        cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['overhead_per_epoch']:.3f}"]
+        cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['overhead_per_epoch']:.3f}"]
         print("| " + " | ".join(cells) + " |")
     backend.close()
 

@@ -261,6 +261,15 @@ def free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def device_memory() -> tuple[float, float, float] | None:
+    """(peak allocated by torch, used on the device by every allocator, card) in GiB; None without CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return torch.cuda.max_memory_allocated() / 2**30, (total - free) / 2**30, total / 2**30
+
+
 def worker_main(run_dir: Path, index: int) -> int:
     """Entry point of one worker process."""
     from arc25.backends import load_backend
@@ -290,6 +299,9 @@ def worker_main(run_dir: Path, index: int) -> int:
     log.info("engine busy %.0f%% of %.0f s (generate %.0f s, train %.0f s), %.0f tokens/s",
              100 * summary["busy_fraction"], summary["wall_s"], summary["generate_s"], summary["train_s"],
              summary["tokens_per_s"])
+    memory = device_memory()
+    if memory:
+        log.info("GPU memory: peak allocated %.2f GiB, device used %.2f GiB of %.2f", *memory)
     status.update(state="exited", tasks=[], engine=summary)
     backend.close()
     return 0

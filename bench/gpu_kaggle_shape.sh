@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The Kaggle shape on a GPU machine without network, after bench/gpu_unsloth_vllm.sh's packs were copied
+# to $STAGE/vc (see docs/benchmarks.md). Steps, each one device call:
+#   epochs   install, build the 8B shape, then at once: bench_epochs on GPU 0 (unsloth, 22 GiB cap,
+#            k = 1 vs 4, run.gather_s 0 vs 3) and a dry run of the tiny model with one worker per GPU
+#   run8b    a dry run of the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
+# Usage: bash bench/gpu_kaggle_shape.sh epochs|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
+set -uo pipefail
+STAGE="${ARC25_STAGE:-${TMPDIR:-/tmp}}"
+OUT="${OUT:-$STAGE/out}"
+EVAL="${EVAL:-.whl/eval2024}"
+GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd,)
+MODEL="$STAGE/llama8b"
+mkdir -p "$OUT"
+if [ ! -f "$STAGE/site/.installed" ]; then  # the installer of the unsloth + vLLM set (it then runs its probe: skip it)
+  sed -e '/^nvidia-smi/,$d' bench/gpu_unsloth_vllm.sh > "$STAGE/install.sh" && bash "$STAGE/install.sh" || exit 1
+fi
+export PYTHONPATH=$STAGE/site:$PWD/arc25_src
+export VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 UNSLOTH_VLLM_MERGED_ROLLOUT=0
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpus.txt"
+python3 -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; from gpu_unsloth_vllm import make_8b; make_8b(Path('$MODEL'))" || exit 1
+quiet() { grep -v -E "it/s\]|s/it\]|non-default args|Initializing a V1|^\s*$"; }
+case "${1:-}" in
+epochs)
+  CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
+    --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
+    --predictions 32 --n-per-prompt 8 --max-tokens 512 --samples 2 --gather-s 0 3 \
+    --set unsloth.memory_cap_gib=22 --json "$OUT/bench_epochs.json" > "$OUT/bench_epochs.log" 2>&1 &
+  bench=$!
+  python3 -m arc25 dry-run --random-model --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
+    --tasks 16 --time-limit 3m --set run.reserve_s=30 --out "$STAGE/dry-tiny" --no-progress > "$OUT/dry_tiny.log" 2>&1
+  echo "tiny dry run: exit $?"; tail -25 "$OUT/dry_tiny.log"
+  tar czf "$OUT/dry_tiny.tgz" -C "$STAGE" dry-tiny/report dry-tiny/workers dry-tiny/submission.json 2>/dev/null
+  wait $bench; echo "bench_epochs: exit $?"; quiet < "$OUT/bench_epochs.log" | tail -12
+  ;;
+run8b)
+  python3 -m arc25 dry-run --model "$MODEL" --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
+    --tasks 8 --time-limit 6m --set model.backend=unsloth --set unsloth.memory_cap_gib=22 \
+    --set run.reserve_s=60 --set sampling.max_tokens=512 --set search.predictions_per_epoch=16 \
+    --set search.max_predictions=64 --out "$STAGE/dry-8b" --no-progress > "$OUT/dry_8b.log" 2>&1
+  echo "8B dry run: exit $?"; quiet < "$OUT/dry_8b.log" | grep -v -E "^(INFO|WARNING|\[rank)|Unsloth" | tail -40
+  grep -h -E "peak|GiB" "$STAGE"/dry-8b/workers/*.log 2>/dev/null | tail -8
+  tar czf "$OUT/dry_8b.tgz" -C "$STAGE" dry-8b/report dry-8b/workers dry-8b/submission.json 2>/dev/null
+  ;;
+*) echo "usage: $0 epochs|run8b"; exit 2;;
+esac
