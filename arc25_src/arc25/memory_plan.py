@@ -33,8 +33,9 @@ VLLM_GRAPHS_GIB = 0.35  # vLLM's CUDA graphs, captured after its share was sized
 VLLM_NON_TORCH_GIB = 0.07  # measured
 VLLM_SLOT_FACTOR = 1.15  # a vLLM LoRA slot over its bf16 weights (measured 0.18 GiB per rank-32 slot)
 VLLM_ACT_FACTOR = 1.45  # prefill peak over max_num_batched_tokens x (2 I + 4 H) x 2 bytes (0.51 GiB at 4096)
-TRAIN_ACT_FACTOR = 2.44  # training step peak over tokens x (3 I + 8 H) bytes, offloaded checkpoints (2.04 GiB
-#                          at 9080 tokens with a 504-token answer through an unchunked head)
+TRAIN_ACT_FACTOR = 2.95  # training step peak over tokens x (3 I + 8 H) bytes, offloaded checkpoints: 2.47 GiB
+#                          over the resting state at 9612 tokens with a 1024-token answer through the chunked
+#                          head, less the LoRA grads (0.31 GiB) and the head (0.15 GiB); session 2 run
 HEAD_CHUNK = 128  # the unsloth backend's loss runs the LM head over this many labelled positions at a time
 
 
