@@ -31,6 +31,7 @@ from arc25.backends.unsloth import (  # noqa: E402
     Loaded,
     UnslothBackend,
     load_with_unsloth,
+    unsloth_utilization,
 )
 from arc25.config import Config  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
@@ -327,3 +328,16 @@ def test_vllm_engine_bookkeeping_children_deadlines_and_aborts(monkeypatch):
     assert all(c.finish_reason == "length" and len(c.token_ids) == 5 for c in out[0])
     assert all(c.finish_reason == "deadline" and len(c.token_ids) == 3 for c in out[1])
     assert len(fake.aborted) == 2
+
+
+def test_vllms_share_is_asked_of_the_free_memory(monkeypatch):
+    # CUDA cannot run here: torch.cuda's two calls are replaced. unsloth multiplies the utilization it is
+    # given by the memory free at load (unsloth_zoo approximate_vllm_memory_usage), so the backend asks
+    # vllm_gib / free; a share of the card's total left vLLM no KV cache on the GPU (docs/benchmarks.md).
+    gib = 1024**3
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (int(74.6 * gib), int(79.18 * gib)))
+    utilization = unsloth_utilization(17.0)
+    assert utilization * 74.6 == pytest.approx(17.0)  # what unsloth hands vLLM: 17 GiB, not 16.0
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (int(10 * gib), int(22.5 * gib)))
+    assert unsloth_utilization(17.0) == 0.98  # more than is free: capped, vLLM reports the shortfall
