@@ -17,6 +17,8 @@ question is only whether the search finds it. The arms, each with --predictions 
     learn k=K  K epochs of N/K predictions; after each, the task's LoRA is trained on the
                epoch's relabeled programs (hindsight) and the next epoch samples from it
 
+Every arm makes all N predictions: the solver's early stop on a confident answer is off.
+
 Each arm runs over every seed (config.seed: augmentations and sampling seeds differ);
 the table gives pass@n (some prediction right on every test input), train pass@n (some
 program right on every train pair), pass@2 (the two submitted attempts) as mean and
@@ -72,11 +74,18 @@ def chosen_tasks(n: int, jobs: int = 1) -> list[Task]:
     return [tasks[t] for t in hits[:n]]
 
 
+# No early stop: a solver stops once two train-perfect programs disagree on the test output, which
+# would leave a learning arm with fewer predictions than the sampling arm (one epoch never stops early).
+SAME_PREDICTIONS = ["search.stop_distinct_outputs=1000000", "search.stop_agreeing_programs=1000000"]
+
+
 def arm_settings(arm: str, n_predictions: int) -> list[str]:
     if arm == "sampling":
-        return ["search.learn=false", "search.max_epochs=1", f"search.predictions_per_epoch={n_predictions}"]
+        return ["search.learn=false", "search.max_epochs=1", f"search.predictions_per_epoch={n_predictions}",
+                *SAME_PREDICTIONS]
     k = int(arm.split("=")[1])
-    return ["search.learn=true", f"search.max_epochs={k}", f"search.predictions_per_epoch={n_predictions // k}"]
+    return ["search.learn=true", f"search.max_epochs={k}", f"search.predictions_per_epoch={n_predictions // k}",
+            *SAME_PREDICTIONS]
 
 
 def run_arm(arm: str, seed: int, task_ids: list[str], model_dir: str, n_predictions: int, device: str,

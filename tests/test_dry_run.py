@@ -65,3 +65,4 @@ def test_dry_run_default_model_runs_every_phase(tmp_path, warm_model_dir):
             assert r["timings"]["train"] > 0 and r["timings"]["reset"] > 0 and r["timings"]["execute"] > 0
     report = (out / "report" / "report.md").read_text()
     assert "| valid code |" in report and "| valid code | 0.0%" not in report
+    assert "## Learning" in report and "relabeled samples trained" in report and "adapter reset ms" in report

@@ -117,7 +117,9 @@ def test_learning_makes_the_relabeled_programs_likelier(warm_backend, arc_train,
     """What only a working learn step gives: after training the task's adapter on the relabeled samples
     of its own programs, (1) their training loss falls pass after pass, (2) on the task's own prompt
     (what the next epoch samples from, not the relabeled prompts it trained on) the adapter gives those
-    programs a higher probability than the base model, and (3) a reset gives back the base model exactly."""
+    programs a higher probability than the base model, (3) sampled from the adapter, the next epoch
+    reproduces those programs' outputs more often than the base model does, and (4) a reset gives back the
+    base model exactly."""
     from arc25.backends.base import TrainSample
     from arc25.relabel import Relabeler, training_sample
 
@@ -137,7 +139,15 @@ def test_learning_makes_the_relabeled_programs_likelier(warm_backend, arc_train,
         assert np.mean(after) < np.mean(before) - 0.01, (before, after)
         assert _nll(warm_backend, None, on_task_prompt) == pytest.approx(before, abs=1e-4)  # base untouched
 
+        # (3) the next epoch samples what it learned more often than the base model does: more of the
+        # adapter's samples (same seed, same prompt) reproduce the outputs of a trained program
+        trained = {p.outputs_key() for p in chosen}
         base = _sample(warm_backend, task, 8, seed=2)
+        learned = _sample(warm_backend, task, 8, seed=2, adapter="learn")
+        repeats = [sum(p.valid_outputs and p.outputs_key() in trained for p in _predictions(task, cs, executor))
+                   for cs in (base, learned)]
+        assert repeats[1] > repeats[0], repeats
+
         warm_backend.reset_adapter("learn")
         after_reset = _sample(warm_backend, task, 8, seed=2, adapter="learn")
         assert [c.text for c in after_reset] == [c.text for c in base]

