@@ -166,7 +166,23 @@ def main() -> None:
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]
         cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['overhead_per_epoch']:.3f}"]
         print("| " + " | ".join(cells) + " |")
+    print_gpu_memory(backend)
     backend.close()
+
+
+def print_gpu_memory(backend) -> None:
+    """Peak memory and the engine's KV cache, where the run was on a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    free, total = torch.cuda.mem_get_info()
+    line = f"GPU: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, device used {(total - free) / 2**30:.2f} GiB"
+    llm = getattr(getattr(backend, "engine", None), "llm", None)
+    if llm is not None:
+        cache = llm.llm_engine.vllm_config.cache_config
+        line += f", KV cache {(cache.num_gpu_blocks or 0) * cache.block_size} tokens"
+    print(line)
 
 
 if __name__ == "__main__":

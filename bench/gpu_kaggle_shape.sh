@@ -4,7 +4,8 @@
 #   epochs   install, build the 8B shape, then at once: bench_epochs on GPU 0 (unsloth, 22 GiB cap,
 #            k = 1 vs 4, run.gather_s 0 vs 3) and a dry run of the tiny model with one worker per GPU
 #   run8b    a dry run of the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
-# Usage: bash bench/gpu_kaggle_shape.sh epochs|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
+#   prefill  bench_epochs at unsloth.max_num_batched_tokens 4096 and 2048 (KV cache against prefill reserve)
+# Usage: bash bench/gpu_kaggle_shape.sh epochs|prefill|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
 set -uo pipefail
 STAGE="${ARC25_STAGE:-${TMPDIR:-/tmp}}"
 OUT="${OUT:-$STAGE/out}"
@@ -34,6 +35,16 @@ epochs)
   tar czf "$OUT/dry_tiny.tgz" -C "$STAGE" dry-tiny/report dry-tiny/workers dry-tiny/submission.json 2>/dev/null
   wait $bench; echo "bench_epochs: exit $?"; quiet < "$OUT/bench_epochs.log" | tail -12
   ;;
+prefill)  # vLLM's prefill chunk (its activation reserve) against KV cache: the same bench at 4096 and 2048
+  for b in 4096 2048; do
+    CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
+      --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
+      --predictions 32 --n-per-prompt 8 --max-tokens 512 --samples 2 --gather-s 3 \
+      --set unsloth.memory_cap_gib=22 --set unsloth.max_num_batched_tokens=$b --json "$OUT/prefill$b.json" \
+      > "$OUT/prefill$b.log" 2>&1
+    echo "max_num_batched_tokens=$b: exit $?"; grep -E "^\||^GPU|KV cache size" "$OUT/prefill$b.log" | tail -5
+  done
+  ;;
 run8b)
   python3 -m arc25 dry-run --model "$MODEL" --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
     --tasks 8 --time-limit 6m --set model.backend=unsloth --set unsloth.memory_cap_gib=22 \
@@ -43,5 +54,5 @@ run8b)
   grep -h -E "peak|GiB" "$STAGE"/dry-8b/workers/*.log 2>/dev/null | tail -8
   tar czf "$OUT/dry_8b.tgz" -C "$STAGE" dry-8b/report dry-8b/workers dry-8b/submission.json 2>/dev/null
   ;;
-*) echo "usage: $0 epochs|run8b"; exit 2;;
+*) echo "usage: $0 epochs|prefill|run8b"; exit 2;;
 esac
