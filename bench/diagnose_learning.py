@@ -17,11 +17,21 @@ not the relabeled prompts the adapter trained on):
 
 plus each epoch's train-pass count and best fraction of correct train grids. A
 table per task, then the means over tasks. One process, the given torch threads.
+
+First, a check that needs no sampling (`--reads-only`: only this): does the base model
+read the train *outputs* at all? Per task, the mean -log p per answer token of its right
+programs on its own prompt and on a decoy prompt (same inputs, outputs made by another,
+random family program), and of the decoy program on both. A model that reads the
+outputs finds the right programs likelier on the true prompt and the decoy likelier on
+the decoy prompt; if both columns are equal, its programs depend on the inputs alone,
+and hindsight relabeling ("these outputs come from this program") has nothing to teach
+it about the task's own outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -48,6 +58,35 @@ def nll(backend, adapter: str | None, samples) -> float:
             ids, labels = backend.encode(sample)
             losses.append(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item())
     return statistics.mean(losses) if losses else float("nan")
+
+
+def decoy_task(task, rng):
+    """`task` with its train outputs replaced by those of a random family program (another answer)."""
+    from arc25.program_family import colours_of, random_program
+    from arc25.tasks import Example, Task
+
+    inputs = [ex.input for ex in task.train]
+    while True:
+        program = random_program(rng, colours_of(inputs))
+        outputs = [program.run(g) for g in inputs]
+        if all(o is not None for o in outputs) and not all(
+                o.shape == ex.output.shape and (o == ex.output).all() for o, ex in zip(outputs, task.train)):
+            return Task(task.task_id, [Example(g, o) for g, o in zip(inputs, outputs)], task.test_inputs), program
+
+
+def reads_outputs(task, backend, rng, max_right: int = 4) -> dict:
+    """-log p per token of the right programs and of a decoy program, on the true and the decoy prompt."""
+    from arc25.backends.base import TrainSample
+    from arc25.program_family import expressing_programs
+    from arc25.prompts import build_messages, format_answer
+
+    decoy, program = decoy_task(task, rng)
+    right = [format_answer(p.code) for p in expressing_programs(task, include_test=True)[:max_right]]
+    true_prompt, decoy_prompt = build_messages(task), build_messages(decoy)
+    on = lambda prompt, answers: nll(backend, None, [TrainSample(prompt, a) for a in answers])  # noqa: E731
+    return {"right_true": on(true_prompt, right), "right_decoy": on(decoy_prompt, right),
+            "decoy_decoy": on(decoy_prompt, [format_answer(program.code)]),
+            "decoy_true": on(true_prompt, [format_answer(program.code)]), "decoy": program.steps[0].description}
 
 
 def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[dict]:
@@ -100,6 +139,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", help="model folder (default: the warm model, built on first use)")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    parser.add_argument("--reads-only", action="store_true", help="only the does-it-read-the-outputs check")
     args = parser.parse_args()
 
     import torch
@@ -125,6 +165,17 @@ def main() -> None:
     backend.create_adapter(ADAPTER)
     print(f"model {model_dir}, {args.predictions} predictions per task in {k} epochs, seed {args.seed}, "
           f"overrides {args.overrides}\n", flush=True)
+    print("does the base model read the outputs? -log p per answer token (true prompt vs decoy outputs)\n")
+    print("| task | right on true | right on decoy | decoy on decoy | decoy on true | decoy program |\n"
+          "|---|---|---|---|---|---|")
+    rng = random.Random(args.seed)
+    for task in tasks:
+        r = reads_outputs(task, backend, rng)
+        print(f"| {task.task_id} | {r['right_true']:.3f} | {r['right_decoy']:.3f} | {r['decoy_decoy']:.3f} | "
+              f"{r['decoy_true']:.3f} | {r['decoy']} |", flush=True)
+    if args.reads_only:
+        return
+    print()
     header = ("| task | epoch | valid outputs | train pass | best train grids | repeat | samples | loss | "
               "right: adapter - base | own: adapter - base |\n|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
