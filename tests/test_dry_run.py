@@ -42,14 +42,17 @@ def test_dry_run_end_to_end(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # may build the session's warm model first (~4 min)
 def test_dry_run_default_model_runs_every_phase(tmp_path, warm_model_dir):
     """The default dry run (the warmed tiny model): programs run, relabeled samples train the task's
     adapter, the adapter is reset for each task, and the report shows it."""
     cache = warm_model_dir.parent  # the session's warm model, where dry-run looks for it
     out = tmp_path / "run"
-    result = run_cli("dry-run", "--tasks", "2", "--workers", "1", "--time-limit", "280s", "--out", str(out),
+    # generous caps: on an idle 2-core machine an epoch of 4 predictions takes ~10 s, under load 80 s, and a
+    # task whose next epoch would overrun its cap stops before learning anything
+    result = run_cli("dry-run", "--tasks", "2", "--workers", "1", "--time-limit", "500s", "--out", str(out),
                      "--cache-dir", str(cache), "--no-progress", "--set", "search.max_predictions=8",
-                     "--set", "search.max_epochs=2", "--set", "run.per_task_cap_s=130", timeout=400)
+                     "--set", "search.max_epochs=2", "--set", "run.per_task_cap_s=220", timeout=650)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "warmed tiny model" in result.stdout
