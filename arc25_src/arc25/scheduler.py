@@ -72,14 +72,12 @@ class EngineLog:
     tokens: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
     sequences: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
-    calls: int = 0
 
     def record(self, span: EngineSpan) -> None:
         self.busy_s[span.kind] = self.busy_s.get(span.kind, 0.0) + span.end - span.start
         self.tokens[span.kind] = self.tokens.get(span.kind, 0) + span.tokens
         self.sequences[span.kind] = self.sequences.get(span.kind, 0) + span.sequences
         self.calls_by_kind[span.kind] = self.calls_by_kind.get(span.kind, 0) + 1
-        self.calls += 1
         if self.path is not None:
             with open(self.path, "a") as f:  # one small write per line: readers see whole lines
                 f.write(json.dumps(asdict(span), separators=(",", ":")) + "\n")
@@ -93,7 +91,7 @@ class EngineLog:
             "generate_s": round(gen_s, 3), "train_s": round(self.busy_s.get("train", 0.0), 3),
             "generated_tokens": self.tokens.get("generate", 0),
             "tokens_per_s": round(self.tokens.get("generate", 0) / gen_s, 1) if gen_s > 0 else 0.0,
-            "calls": self.calls,
+            "calls": sum(self.calls_by_kind.values()),
             "generate_calls": self.calls_by_kind.get("generate", 0),
             # a full call decodes many sequences at once; few per call means a starved engine
             "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
@@ -115,7 +113,6 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="execute")  # Executor: one run at a time
         self._pending: dict[Future, TaskSolver] = {}
         self.exhausted = False  # refill returned None: nothing to claim right now
-        self.gathered_s = 0.0  # engine idle while gathering
 
     def __enter__(self) -> Scheduler:
         return self
@@ -193,9 +190,7 @@ class Scheduler:
         """Wait (at most gather_s) for the executions of solvers that would miss this round's call."""
         if self.gather_s <= 0 or not self._pending or not any(s.phase == "search" for s in self.solvers):
             return False
-        start = time.time()
         wait(list(self._pending), timeout=self.gather_s, return_when=ALL_COMPLETED)
-        self.gathered_s += time.time() - start
         self._collect_executions()
         return True
 
