@@ -63,22 +63,36 @@ class PlantedBackend:
     def generate(self, requests):
         out = self.backend.generate(requests)
         for answer in out:
-            for completions in answer:
-                for i in range(0, len(completions), 2):
-                    completions[i] = replace(completions[i], text=PLANTED[self.calls % len(PLANTED)],
-                                             finish_reason="stop")
-                    self.calls += 1
+            self._plant(answer)
         return out
+
+    def step(self):  # streaming backends: answers come back from step()
+        answers = self.backend.step()
+        for _, answer in answers:
+            self._plant(answer)
+        return answers
+
+    def _plant(self, answer) -> None:
+        for completions in answer:
+            for i in range(0, len(completions), 2):
+                completions[i] = replace(completions[i], text=PLANTED[self.calls % len(PLANTED)],
+                                         finish_reason="stop")
+                self.calls += 1
 
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
 
-def bench_config(args, k: int, gather_s: float | None = None) -> Config:
+MODES = {"lockstep": (False, False), "stream": (True, False), "stream+train": (True, True)}
+
+
+def bench_config(args, k: int, gather_s: float | None = None, mode: str = "config") -> Config:
     config = load_config(None, args.set)
     config.seed = 0
     if gather_s is not None:
         config.run.gather_s = gather_s
+    if mode in MODES:
+        config.run.streaming, config.run.concurrent_training = MODES[mode]
     config.model.path, config.model.backend = str(args.model), args.backend
     config.sampling.max_tokens = args.max_tokens
     config.sampling.n_per_prompt = args.n_per_prompt
@@ -99,8 +113,9 @@ def median_tasks(tasks: dict, tokenizer, n: int) -> list[str]:
     return sorted(lengths, key=lambda tid: (abs(lengths[tid] - median), tid))[:n]
 
 
-def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: float | None = None) -> dict:
-    config = bench_config(args, k, gather_s)
+def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: float | None = None,
+          mode: str = "config") -> dict:
+    config = bench_config(args, k, gather_s, mode)
     engine = EngineLog()
     start = time.perf_counter()
     results = solve_tasks(tasks, backend, executor, config, 1e9, tasks_in_flight=in_flight, engine_log=engine)
@@ -110,8 +125,9 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     totals = {p: sum(r.timings[p] for r in results) for p in TIME_PHASES}
     summary = engine.summary()
     overhead = totals["reset"] + totals["relabel"]
-    return {"gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
+    return {"mode": mode, "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
+            "running": summary["mean_running"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
 
 
@@ -133,6 +149,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--gather-s", type=float, nargs="+", default=[None],
                         help="run.gather_s values to compare (default: the config's)")
+    parser.add_argument("--modes", nargs="+", default=["config"], choices=["config", "lockstep", "stream", "stream+train"],
+                        help="engine modes to compare: lockstep (one call per round), stream (requests join the "
+                             "running engine; training between steps), stream+train (training on a thread beside it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.model = args.model or tiny_model_path(Path(tempfile.gettempdir()) / "arc25-bench")
@@ -146,25 +165,27 @@ def main() -> None:
     with Executor(timeout_s=1.0) as executor:
         # warm-up on one task: allocation, CUDA graphs, the first training step's compilation
         bench(max(args.in_flight), min(2, args.predictions // args.n_per_prompt), args, tasks[:1], backend, executor)
-        for gather_s, in_flight, k in itertools.product(args.gather_s, args.in_flight, args.epochs):
-            rows.append(bench(in_flight, k, args, tasks, backend, executor, gather_s))
+        for mode, gather_s, in_flight, k in itertools.product(args.modes, args.gather_s, args.in_flight, args.epochs):
+            rows.append(bench(in_flight, k, args, tasks, backend, executor, gather_s, mode))
             r = rows[-1]
-            print(f"gather {r['gather_s']} s, K={in_flight} k={k}: {r['wall']:.1f} s, busy {100 * r['busy']:.0f}%, "
-                  f"{r['tok_s']:.0f} tok/s, {r['seq_per_call']:.0f} sequences per call", flush=True)
+            print(f"{mode}, gather {r['gather_s']} s, K={in_flight} k={k}: {r['wall']:.1f} s, busy {100 * r['busy']:.0f}%, "
+                  f"{r['tok_s']:.0f} tok/s, {r['seq_per_call']:.0f} sequences per call, {r['running']} running",
+                  flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}))
-    cols = ["gather s", "K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s", "seq/call",
-            "overhead/epoch s"]
+    cols = ["mode", "gather s", "K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s",
+            "seq/call", "running", "overhead/epoch s"]
     print(f"\n{len(tasks)} tasks x {args.predictions} predictions, backend {args.backend}, model {args.model.name}, "
           f"max_tokens {args.max_tokens}, n {args.n_per_prompt}; time phases summed over tasks")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        base = next(b["wall"] for b in rows if (b["K"], b["gather_s"]) == (r["K"], r["gather_s"])
+        base = next(b["wall"] for b in rows if (b["mode"], b["K"], b["gather_s"]) == (r["mode"], r["K"], r["gather_s"])
                     and b["k"] == min(args.epochs))
-        cells = [str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
+        cells = [r["mode"], str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]
-        cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['overhead_per_epoch']:.3f}"]
+        cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['running']}",
+                  f"{r['overhead_per_epoch']:.3f}"]
         print("| " + " | ".join(cells) + " |")
     print_gpu_memory(backend)
     backend.close()

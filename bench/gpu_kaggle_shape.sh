@@ -5,6 +5,9 @@
 #            k = 1 vs 4, run.gather_s 0 vs 3) and a dry run of the tiny model with one worker per GPU
 #   run8b    a dry run of the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
 #   prefill  bench_epochs at unsloth.max_num_batched_tokens 4096 and 2048 (KV cache against prefill reserve)
+#   overlap  bench/gpu_overlap.py: one call vs k calls vs continuous refill, and training on a second thread
+#   stream P S [MODES]  bench_epochs k = 1 vs 4 at P predictions per task, S samples per learn step, per engine mode
+#            (lockstep: one call per round, gather 3 s; stream; stream+train: the default)
 # Usage: bash bench/gpu_kaggle_shape.sh epochs|prefill|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
 set -uo pipefail
 STAGE="${ARC25_STAGE:-${TMPDIR:-/tmp}}"
@@ -45,6 +48,19 @@ prefill)  # vLLM's prefill chunk (its activation reserve) against KV cache: the 
     echo "max_num_batched_tokens=$b: exit $?"; grep -E "^\||^GPU|KV cache size" "$OUT/prefill$b.log" | tail -5
   done
   ;;
+stream)
+  P=${2:-32}; S=${3:-2}; MODES=${4:-lockstep stream stream+train}
+  CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
+    --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
+    --predictions $P --n-per-prompt 8 --max-tokens 512 --samples $S --gather-s 3 --modes $MODES \
+    --set unsloth.memory_cap_gib=22 --json "$OUT/stream$P.json" > "$OUT/stream$P.log" 2>&1
+  echo "stream $P: exit $?"; quiet < "$OUT/stream$P.log" | grep -E "^\||^GPU|^tasks|running|Error|error" | tail -30
+  ;;
+overlap)
+  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu_overlap.py --model "$MODEL" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
+    --set unsloth.memory_cap_gib=22 --json "$OUT/overlap.json" > "$OUT/overlap.log" 2>&1
+  echo "overlap: exit $?"; quiet < "$OUT/overlap.log" | grep -E "^\||^GPU|^tasks|^\{|Error|error" | tail -30
+  ;;
 run8b)
   python3 -m arc25 dry-run --model "$MODEL" --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
     --tasks 8 --time-limit 6m --set model.backend=unsloth --set unsloth.memory_cap_gib=22 \
@@ -54,5 +70,5 @@ run8b)
   grep -h -E "peak|GiB" "$STAGE"/dry-8b/workers/*.log 2>/dev/null | tail -8
   tar czf "$OUT/dry_8b.tgz" -C "$STAGE" dry-8b/report dry-8b/workers dry-8b/submission.json 2>/dev/null
   ;;
-*) echo "usage: $0 epochs|prefill|run8b"; exit 2;;
+*) echo "usage: $0 epochs|prefill|overlap|stream P S [MODES]|run8b"; exit 2;;
 esac

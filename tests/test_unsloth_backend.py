@@ -59,6 +59,25 @@ class HFEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.max_loras, self.stop_ids = max_loras, stop_ids
         self.served: list[tuple[str, int]] = []  # (adapter, version) per row, as the engine saw them
+        self.queued: dict[str, EngineRow] = {}
+        self.ids = iter(range(1 << 30))
+
+    # vLLM's rows join a running batch; here a step runs every queued row to its end
+    def add(self, row: EngineRow) -> str:
+        rid = f"row{next(self.ids)}"
+        self.queued[rid] = row
+        return rid
+
+    def step(self) -> list[tuple[str, list[EngineOutput]]]:
+        rows, self.queued = self.queued, {}
+        return list(zip(rows, self.run(list(rows.values()))))
+
+    def abort(self, row_ids: list[str]) -> None:
+        for rid in row_ids:
+            self.queued.pop(rid, None)
+
+    def unfinished(self) -> int:
+        return len(self.queued)
 
     def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
         out = []
@@ -241,6 +260,58 @@ def test_generate_keeps_request_order_and_the_engines_adapter_limit(backend):
     finally:
         for name in names:
             backend.drop_adapter(name)
+
+
+def test_streaming_submits_steps_and_aborts_like_generate(backend):
+    # the stand-in engine ends every queued row in one step; vLLM's rows end over many (tests/test_streaming.py)
+    backend.create_adapter("flow")
+    try:
+        p = SamplingParams(n=2, temperature=0.0, max_tokens=3)
+        requests = [GenerationRequest([messages("a"), messages("bb")], p, adapter="flow"),
+                    GenerationRequest([messages("c")], p, adapter=None)]
+        blocking = backend.generate(requests)
+        backend.submit(7, requests[0])
+        backend.submit(8, requests[1])
+        backend.submit(9, GenerationRequest([messages("gone")], p))
+        backend.abort(9)
+        assert backend.running() == 6  # 3 prompts x n=2
+        with pytest.raises(RuntimeError, match="in flight"):
+            backend.generate(requests)
+        answers = dict(backend.step())
+        assert sorted(answers) == [7, 8] and backend.running() == 0 and backend.step() == []
+        assert [[c.text for c in cs] for cs in answers[7]] == [[c.text for c in cs] for cs in blocking[0]]
+        assert [[c.text for c in cs] for cs in answers[8]] == [[c.text for c in cs] for cs in blocking[1]]
+        assert backend.engine.served[-1] == (None, 0) and backend.engine.served[-2][0] == "flow"
+    finally:
+        backend.drop_adapter("flow")
+
+
+def test_training_on_a_thread_swaps_under_the_slot_lock(backend):
+    # the engine thread exports one task's weights while the training thread swaps another through the slot
+    import threading
+
+    backend.create_adapter("lock_a")
+    backend.create_adapter("lock_b")
+    try:
+        backend.train("lock_a", [sample()])
+        expected = weights(backend, "lock_a")
+        stop, seen = threading.Event(), []
+
+        def export_loop():
+            while not stop.is_set():
+                seen.append(backend.export_adapter("lock_a"))
+
+        reader = threading.Thread(target=export_loop)
+        reader.start()
+        for _ in range(3):
+            backend.train("lock_b", [sample("Other.")])  # swaps lock_a out of the slot and back in below
+            backend._activate("lock_a")
+        stop.set()
+        reader.join()
+        assert len(seen) > 1 and all(same(w, expected) for w in seen)
+    finally:
+        backend.drop_adapter("lock_a")
+        backend.drop_adapter("lock_b")
 
 
 def test_the_real_loader_needs_cuda_and_says_so():

@@ -123,6 +123,11 @@ class RunConfig:
     # decoding is memory-bound, so a call with one task's sequences costs about as much as one
     # with all K tasks' (arc25.scheduler, "gather")
     gather_s: float = 3.0
+    # Backends with a running engine (vLLM, unsloth): each task's request joins the engine's batch
+    # when the task is ready and leaves it when done, instead of one call per round (gather_s is then
+    # unused); and learn steps run on a thread beside the engine (arc25.scheduler, "streaming")
+    streaming: bool = True
+    concurrent_training: bool = True
 
 
 @dataclass

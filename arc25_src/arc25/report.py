@@ -30,6 +30,7 @@ from arc25.metrics import (
     summary_rows,
 )
 from arc25.rundir import PREDICTIONS_FILE
+from arc25.scheduler import union_s
 from arc25.task_result import TIME_PHASES
 from arc25.submission import ScoreReport
 from arc25.tasks import Task
@@ -272,14 +273,17 @@ def workers_section(data: RunData) -> str:
         tokens = sum(_num(r.get("tokens")) for r in spans if r.get("kind") == "generate")
         summary = data.engine_summary.get(worker, {})
         wall = _num(summary.get("wall_s")) or _engine_wall(spans)
-        busy = (gen + train) / wall if wall > 0 else None
+        # training on a thread beside the engine overlaps generation: busy is their union
+        covered = union_s([(_num(r.get("start")), _num(r.get("end"))) for r in spans])
+        busy = covered / wall if wall > 0 else None
         outcomes = sorted({o for _, _, _, o in segs})
         rows.append([worker, len(segs), f"{gen:.1f}", f"{train:.1f}", f"{wall:.1f}",
                      "-" if busy is None else f"{busy:.0%}", f"{tokens / gen:.0f}" if gen > 0 else "-",
                      ", ".join(outcomes)])
     head = ["worker", "task attempts", "generate s", "train s", "wall s", "engine busy", "tokens/s", "outcomes"]
-    note = ("engine busy: generating or training, over the worker's wall time from its model being loaded to its "
-            "last task (tasks in flight share one engine; programs run beside it).")
+    note = ("engine busy: generating or training (or both: learn steps may run beside the decoding), over the "
+            "worker's wall time from its model being loaded to its last task (tasks in flight share one engine; "
+            "programs run beside it).")
     return f"{md_table(head, rows)}\n\n{note}"
 
 
@@ -422,8 +426,9 @@ def plot_workers(data: RunData, path: Path) -> None:
         for kind, color in ENGINE_COLORS.items():
             spans = [(_num(r.get("start")) - t0, _num(r.get("end")) - _num(r.get("start")))
                      for r in data.engine.get(worker, []) if r.get("kind") == kind]
-            if spans:
-                ax.broken_barh(spans, (engine_y - 0.3, 0.6), facecolors=color, linewidth=0)
+            if spans:  # training may run beside generation: its bar is thinner, drawn over
+                height = 0.6 if kind == "generate" else 0.3
+                ax.broken_barh(spans, (engine_y - height / 2, height), facecolors=color, linewidth=0)
         ticks += [engine_y, y + (max(lanes, default=0)) / 2]
         labels += [f"worker {worker} engine", f"worker {worker} tasks"]
         y = engine_y + 1.2

@@ -161,7 +161,8 @@ class Worker:
         slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
         with Scheduler(self.backend, self.executor, slots, self.refill, engine_log,
-                       gather_s=self.config.run.gather_s) as scheduler:
+                       gather_s=self.config.run.gather_s, streaming=self.config.run.streaming,
+                       concurrent_training=self.config.run.concurrent_training) as scheduler:
             while True:
                 self.stop_lost_and_late(scheduler)
                 for solver in scheduler.round():
@@ -220,7 +221,7 @@ class Worker:
                 scheduler.remove(solver)
                 self.finish_task(task_id, solver, claims.ClaimLost(f"task {task_id}: claim taken over"))
             elif time.time() >= self.deadline:
-                solver.stop("deadline")
+                scheduler.stop(solver, "deadline")  # after its learn step, if one runs on the training thread
 
     def finish(self, solver: Any, error: BaseException | None) -> None:
         self.finish_task(solver.task.task_id, solver, error)

@@ -148,6 +148,43 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class StreamingBackend(Backend, Protocol):
+    """A backend whose engine keeps running across requests (vLLM's continuous batching).
+
+    Requests join the running batch when they are submitted and leave it when their last
+    sequence ends, so tasks in different phases (one learning, one searching) share one full
+    engine instead of meeting at one call per round (`arc25.scheduler`, "streaming").
+    `generate` still works for callers that want one blocking call, but not while submitted
+    requests are in flight.
+    """
+
+    # `train` may run on another thread while `step` runs on this one (training on its own CUDA
+    # stream beside the engine's decoding); False: the scheduler trains between steps
+    trains_concurrently: bool
+
+    def submit(self, key: int, request: GenerationRequest) -> None:
+        """Start `request` (its adapter's current version); its answer comes back from `step` under `key`."""
+        ...
+
+    def step(self) -> list[tuple[int, list[list[Completion]]]]:
+        """Run the engine one step; every request that ended in it, as (key, completions per prompt).
+        A request whose deadline passed ends with what it had, as in `generate`."""
+        ...
+
+    def abort(self, key: int) -> None:
+        """Drop a submitted request (its task is gone); its answer never comes back."""
+        ...
+
+    def running(self) -> int:
+        """Sequences submitted and not yet ended."""
+        ...
+
+
+def streams(backend: Backend) -> bool:
+    """Whether the backend implements `StreamingBackend` (the others answer one blocking call at a time)."""
+    return callable(getattr(backend, "submit", None)) and callable(getattr(backend, "step", None))
+
+
 def time_left(deadline: float | None) -> float:
     """Seconds until `deadline` (inf without one)."""
     return float("inf") if deadline is None else deadline - time.time()

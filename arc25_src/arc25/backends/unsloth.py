@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -54,7 +55,14 @@ def _import_unsloth_first() -> None:
 
 _import_unsloth_first()
 
-from arc25.backends.base import Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats  # noqa: E402
+from arc25.backends.base import (  # noqa: E402
+    Completion,
+    Completions,
+    GenerationRequest,
+    SamplingParams,
+    TrainSample,
+    TrainStats,
+)
 from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed  # noqa: E402
 from arc25.config import Config  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
@@ -75,13 +83,33 @@ class Loaded:
 
 
 class Engine(Protocol):
-    """What the backend needs from an inference engine serving LoRAs by request."""
+    """What the backend needs from an inference engine serving LoRAs by request: rows join and leave
+    a running batch (vLLM's continuous batching)."""
 
     max_loras: int
 
-    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-        """For each row, its completions (cut or missing only where the row's deadline passed)."""
+    def add(self, row: EngineRow) -> str:
+        """Start a row; its outputs come back from `step` under the returned id."""
         ...
+
+    def step(self) -> list[tuple[str, list[EngineOutput]]]:
+        """One engine step; the rows that ended in it (cut or missing only where the row's deadline passed)."""
+        ...
+
+    def abort(self, row_ids: list[str]) -> None: ...
+
+    def unfinished(self) -> int:
+        """Rows added and not yet returned by `step`."""
+        ...
+
+
+def run_rows(engine: Engine, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+    """All rows to the end, as one blocking call: for each row, its completions."""
+    ids = [engine.add(row) for row in rows]
+    done: dict[str, list[EngineOutput]] = {}
+    while len(done) < len(ids):
+        done.update(engine.step())
+    return [done[rid] for rid in ids]
 
 
 @dataclass
@@ -117,12 +145,24 @@ def _vllm_lora_request(weights: AdapterWeights) -> Any:
                                          lora_tensors=weights.tensors, lora_config=weights.config)
 
 
+@dataclass
+class _Row:
+    """A row in vLLM: its latest output per completion index, and how it ended."""
+
+    row: EngineRow
+    latest: dict[int, Any] = field(default_factory=dict)
+    finished: bool = False
+    cut: bool = False
+
+
 class VLLMEngine:
-    """unsloth's in-process vLLM engine, stepped by hand so a deadline can cut it."""
+    """unsloth's in-process vLLM engine, stepped by hand: rows join and leave the running batch, and a
+    deadline cuts its rows."""
 
     def __init__(self, llm: Any, max_loras: int, stop_ids: list[int]) -> None:
         self.llm, self.max_loras, self.stop_ids = llm, max_loras, stop_ids
         self._ids = iter(range(1 << 62))
+        self._rows: dict[str, _Row] = {}
 
     def _params(self, p: SamplingParams) -> Any:
         from vllm import SamplingParams as VParams
@@ -132,45 +172,58 @@ class VLLMEngine:
                        max_tokens=p.max_tokens, seed=p.seed, stop_token_ids=list(self.stop_ids),
                        skip_special_tokens=True)
 
-    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+    def add(self, row: EngineRow) -> str:
+        rid = f"arc25-{next(self._ids)}"
+        lora = _vllm_lora_request(row.lora) if row.lora is not None else None
+        self.llm.llm_engine.add_request(rid, {"prompt_token_ids": row.prompt_ids}, self._params(row.params),
+                                        lora_request=lora)
+        self._rows[rid] = _Row(row)
+        return rid
+
+    def unfinished(self) -> int:
+        return len(self._rows)
+
+    def abort(self, row_ids: list[str]) -> None:
+        live = [rid for rid in row_ids if rid in self._rows]
+        if live:
+            self.llm.llm_engine.abort_request(live)
+        for rid in live:
+            del self._rows[rid]
+
+    def step(self) -> list[tuple[str, list[EngineOutput]]]:
         engine = self.llm.llm_engine
-        ids, loras = [], {}
-        for row in rows:
-            rid = f"arc25-{next(self._ids)}"
-            lora = None
-            if row.lora is not None:
-                key = (row.lora.name, row.lora.version)
-                lora = loras.setdefault(key, _vllm_lora_request(row.lora))
-            engine.add_request(rid, {"prompt_token_ids": row.prompt_ids}, self._params(row.params), lora_request=lora)
-            ids.append(rid)
-        deadline_of = {rid: row.deadline for rid, row in zip(ids, rows)}
-        latest: dict[tuple[str, int], Any] = {}  # (request, completion index) -> its output so far
-        finished: set[str] = set()
-        cut: set[str] = set()
-        while engine.has_unfinished_requests():
-            now = time.time()
-            late = [r for r, d in deadline_of.items() if d is not None and now >= d and r not in finished | cut]
-            if late:
-                engine.abort_request(late)
-                cut.update(late)
-                if len(finished | cut) == len(ids):
-                    break
+        now = time.time()
+        late = [rid for rid, r in self._rows.items()
+                if r.row.deadline is not None and now >= r.row.deadline and not r.finished]
+        if late:
+            engine.abort_request(late)
+            for rid in late:
+                self._rows[rid].cut = True
+        if engine.has_unfinished_requests() and not all(r.finished or r.cut for r in self._rows.values()):
             for out in engine.step():
+                r = self._rows.get(out.request_id)
+                if r is None:
+                    continue  # aborted by its owner
                 for c in out.outputs:  # n > 1: children may come one by one or together
-                    latest[(out.request_id, c.index)] = c
+                    r.latest[c.index] = c
                 if out.finished:
-                    finished.add(out.request_id)
-        results = []
-        for rid, row in zip(ids, rows):
-            outs = []
-            for index in range(row.params.n):
-                c = latest.get((rid, index))
-                if c is None:
-                    continue  # not started before the deadline
-                done = rid in finished and c.finish_reason in ("stop", "length")
-                outs.append(EngineOutput(list(c.token_ids), c.text, c.finish_reason if done else "deadline"))
-            results.append(outs)
-        return results
+                    r.finished = True
+        ended = [rid for rid, r in self._rows.items() if r.finished or r.cut]
+        return [(rid, self._outputs(self._rows.pop(rid))) for rid in ended]
+
+    @staticmethod
+    def _outputs(r: _Row) -> list[EngineOutput]:
+        outs = []
+        for index in range(r.row.params.n):
+            c = r.latest.get(index)
+            if c is None:
+                continue  # not started before the deadline
+            done = r.finished and c.finish_reason in ("stop", "length")
+            outs.append(EngineOutput(list(c.token_ids), c.text, c.finish_reason if done else "deadline"))
+        return outs
+
+    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
+        return run_rows(self, rows)
 
 
 def unsloth_utilization(vllm_gib: float) -> float:
@@ -239,7 +292,17 @@ class TaskAdapter:
 
 
 class UnslothBackend(HFBackend):
-    """Backend protocol on unsloth (training) + vLLM (generation) sharing one copy of the weights."""
+    """Backend protocol on unsloth (training) + vLLM (generation) sharing one copy of the weights.
+
+    A `StreamingBackend`: requests join vLLM's running batch (`submit` / `step`), and `train` may run
+    on another thread meanwhile. Training then runs on a CUDA stream of its own, so its kernels
+    interleave with vLLM's decoding: decoding is memory-bound and training compute-bound, and on an
+    H100 with the 8B shape 4 tasks' learn steps (3.4 s alone) added 0.3-1.0 s beside 30 s of
+    decoding (bench/gpu_overlap.py, docs/benchmarks.md). The slot lock keeps a swap (training
+    thread) and an export for the engine (engine thread) from reading half-copied weights.
+    """
+
+    trains_concurrently = True
 
     def __init__(self, config: Config, loader: Callable[[Config, int], Loaded] = load_with_unsloth) -> None:
         self.config, self._loader = config, loader
@@ -266,6 +329,10 @@ class UnslothBackend(HFBackend):
         self.device = self.slot[0].device
         self.owner: str | None = None  # the task whose weights are in the slot
         self.swaps = 0
+        self._slot_lock = threading.Lock()
+        self._train_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._live: dict[int, tuple[GenerationRequest, list[str], list[EngineRow]]] = {}  # key -> request, rows
+        self._done_rows: dict[str, list[EngineOutput]] = {}
         self._pin = self.device.type == "cuda"
         # the adapter_config.json content vLLM reads (plain JSON types, as unsloth hands it over)
         peft_config = self._peft_config().to_dict()
@@ -311,8 +378,9 @@ class UnslothBackend(HFBackend):
 
     def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
         task = self._state(name)
-        values = self.slot if self.owner == name else task.host
-        return {key: v.detach().to("cpu", copy=True).contiguous() for key, v in zip(self.slot_names, values)}
+        with self._slot_lock:
+            values = self.slot if self.owner == name else task.host
+            return {key: v.detach().to("cpu", copy=True).contiguous() for key, v in zip(self.slot_names, values)}
 
     def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
         task = self._state(name)
@@ -334,7 +402,7 @@ class UnslothBackend(HFBackend):
         task = self._state(name)
         if self.owner == name:
             return
-        with self.timings.measure("swap"), torch.no_grad():
+        with self._slot_lock, self.timings.measure("swap"), torch.no_grad():
             if self.owner is not None:
                 old = self.adapters[self.owner]
                 for buffer, p in zip(old.host, self.slot):
@@ -374,7 +442,12 @@ class UnslothBackend(HFBackend):
                     state[key] = value.to(self.device, non_blocking=self._pin)
 
     def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
-        stats = super().train(adapter, samples, deadline)
+        if self._train_stream is None:
+            stats = super().train(adapter, samples, deadline)
+        else:
+            with torch.cuda.stream(self._train_stream):
+                stats = super().train(adapter, samples, deadline)
+            self._train_stream.synchronize()  # the new version is complete before the engine may read it
         if stats.steps:
             self.adapters[adapter].handed = None  # a new version: hand it over at its next generation
         return stats
@@ -403,6 +476,8 @@ class UnslothBackend(HFBackend):
         return task.handed
 
     def generate(self, requests: list[GenerationRequest]) -> Completions:
+        if self._live:
+            raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
         with self.timings.measure("generate"):
             names = {r.adapter for r in requests if r.adapter is not None}
             if len(names) > self.max_adapters_per_call:
@@ -414,16 +489,51 @@ class UnslothBackend(HFBackend):
                     lora = loras[request.adapter] if request.adapter is not None else None
                     rows.append(EngineRow(self.prompt_ids(messages), request.params, lora, request.deadline))
                     where.append((i, j))
-            outputs = self.engine.run(rows) if rows else []
+            outputs = run_rows(self.engine, rows) if rows else []
             result: Completions = [[[] for _ in r.prompts] for r in requests]
             for (i, j), row, outs in zip(where, rows, outputs):
-                result[i][j] = [Completion(o.text, o.finish_reason, prompt_tokens=len(row.prompt_ids),
-                                           completion_tokens=len(o.token_ids)) for o in outs]
+                result[i][j] = _completions(row, outs)
             return result
+
+    # --- streaming: requests join and leave vLLM's running batch ----------------------------------
+
+    def submit(self, key: int, request: GenerationRequest) -> None:
+        if key in self._live:
+            raise ValueError(f"request key {key} is already in flight")
+        with self.timings.measure("generate"):
+            lora = self.handover(request.adapter) if request.adapter is not None else None
+            rows = [EngineRow(self.prompt_ids(m), request.params, lora, request.deadline) for m in request.prompts]
+            self._live[key] = (request, [self.engine.add(row) for row in rows], rows)
+
+    def step(self) -> list[tuple[int, list[list[Completion]]]]:
+        with self.timings.measure("generate"):
+            self._done_rows.update(self.engine.step())
+            ended = [key for key, (_, ids, _) in self._live.items() if all(i in self._done_rows for i in ids)]
+            answers = []
+            for key in ended:
+                _, ids, rows = self._live.pop(key)
+                answers.append((key, [_completions(row, self._done_rows.pop(i)) for i, row in zip(ids, rows)]))
+            return answers
+
+    def abort(self, key: int) -> None:
+        live = self._live.pop(key, None)
+        if live is not None:
+            self.engine.abort(live[1])
+            for i in live[1]:
+                self._done_rows.pop(i, None)
+
+    def running(self) -> int:
+        return sum(row.params.n for _, ids, rows in self._live.values()
+                   for i, row in zip(ids, rows) if i not in self._done_rows)
 
     def close(self) -> None:
         self.engine = None
         super().close()
+
+
+def _completions(row: EngineRow, outs: list[EngineOutput]) -> list[Completion]:
+    return [Completion(o.text, o.finish_reason, prompt_tokens=len(row.prompt_ids), completion_tokens=len(o.token_ids))
+            for o in outs]
 
 
 def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

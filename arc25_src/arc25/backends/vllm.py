@@ -86,8 +86,22 @@ class _Seq:
         return Completion("".join(self.pieces), self.finish or "length", self.prompt_tokens, self.tokens)
 
 
+@dataclass
+class _Live:
+    """A submitted request (streaming) and its sequences."""
+
+    request: GenerationRequest
+    seqs: dict[str, _Seq]
+
+
 class VLLMBackend:
-    """Backend protocol on vLLM (sampling) + HFBackend (adapters and training), on a GPU or a CPU."""
+    """Backend protocol on vLLM (sampling) + HFBackend (adapters and training), on a GPU or a CPU.
+
+    Also a `StreamingBackend`: `submit` / `step` keep one engine running across requests, and
+    training (the HF copy, in this process) may run on another thread while vLLM decodes.
+    """
+
+    trains_concurrently = True
 
     def __init__(self, model_config: ModelConfig, lora_config: LoraConfig, training_config: TrainingConfig,
                  vllm_config: VllmConfig, seed: int = 0, max_batch_tokens: int = 16384) -> None:
@@ -115,6 +129,8 @@ class VLLMBackend:
         self._zero_lora: LoraHandle | None = None  # the base model as an adapter, where vLLM needs one
         self._lora_ids = itertools.count(1)
         self._calls = itertools.count()
+        self._live: dict[int, _Live] = {}  # submitted requests by key (streaming)
+        self._owner: dict[str, int] = {}  # vLLM request id -> key
 
     # --- adapters: the trainer's, each version handed to vLLM when first used ------------------------
 
@@ -185,6 +201,8 @@ class VLLMBackend:
     # --- generation ----------------------------------------------------------------------------
 
     def generate(self, requests: list[GenerationRequest]) -> Completions:
+        if self._live:
+            raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
         with self.timings.measure("generate"):
             adapters = {r.adapter for r in requests if r.adapter is not None}
             if len(adapters) > self.max_adapters_per_call:
@@ -249,6 +267,66 @@ class VLLMBackend:
                 self.engine.abort(expired)
                 for rid in expired:
                     seqs[rid].finish = "deadline"
+
+    # --- streaming: requests join and leave the running engine --------------------------------------
+
+    def submit(self, key: int, request: GenerationRequest) -> None:
+        if key in self._live:
+            raise ValueError(f"request key {key} is already in flight")
+        with self.timings.measure("generate"):
+            loras: dict[str | None, LoraHandle | None] = {}
+            if request.adapter is not None:
+                loras[request.adapter] = self._lora(request.adapter)
+            # On a CPU a base row beside any LoRA row needs the zero adapter, and in a stream LoRA rows
+            # may join later: every base row takes it once an adapter exists.
+            loras[None] = self._base_lora({a: None for a in self.trainer.adapters})
+            seqs: dict[str, _Seq] = {}
+            self._submit([request], loras, seqs)
+            self._live[key] = _Live(request, seqs)
+            self._owner.update((rid, key) for rid in seqs)
+
+    def step(self) -> list[tuple[int, list[list[Completion]]]]:
+        with self.timings.measure("generate"):
+            if self.engine.has_unfinished():
+                for out in self.engine.step():
+                    key = self._owner.get(out.request_id)
+                    if key is None:
+                        continue
+                    seq = self._live[key].seqs[out.request_id]
+                    if seq.finish is not None:
+                        continue
+                    seq.pieces.append(out.text)
+                    seq.tokens += out.new_tokens
+                    if out.finish_reason is not None:
+                        seq.finish = self._finish_reason(out.finish_reason)
+            now = time.time()
+            ended = []
+            for key, live in self._live.items():
+                deadline = live.request.deadline
+                if deadline is not None and now >= deadline:
+                    expired = [rid for rid, seq in live.seqs.items() if seq.finish is None]
+                    self.engine.abort(expired)
+                    for rid in expired:
+                        live.seqs[rid].finish = "deadline"
+                if all(seq.finish is not None for seq in live.seqs.values()):
+                    ended.append(key)
+            return [(key, self._end(key)) for key in ended]
+
+    def _end(self, key: int) -> list[list[Completion]]:
+        live = self._live.pop(key)
+        for rid in live.seqs:
+            self._owner.pop(rid, None)
+        [answer] = self._collect([live.request], live.seqs)
+        return answer
+
+    def abort(self, key: int) -> None:
+        live = self._live.get(key)
+        if live is not None:
+            self.engine.abort([rid for rid, seq in live.seqs.items() if seq.finish is None])
+            self._end(key)
+
+    def running(self) -> int:
+        return sum(seq.finish is None for live in self._live.values() for seq in live.seqs.values())
 
     @staticmethod
     def _finish_reason(reason: str) -> FinishReason:
