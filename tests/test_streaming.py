@@ -29,6 +29,15 @@ PROGRAMS = [format_answer(f"from common import *\n\nimport numpy as np\n\ndef tr
             + [f"np.where(input_grid == 0, {c}, input_grid)" for c in range(1, 7)]]  # 12 distinct outputs
 
 
+@pytest.fixture(scope="module", autouse=True)
+def leave_no_adapter(vllm_backend):
+    """The engine is the session's: drop the adapters made here (other modules count the served ones)."""
+    before = set(vllm_backend.trainer.adapters)
+    yield
+    for name in set(vllm_backend.trainer.adapters) - before:
+        vllm_backend.drop_adapter(name)
+
+
 def messages(text: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
 

@@ -255,12 +255,8 @@ class VLLMBackend:
         while self.engine.has_unfinished():
             for out in self.engine.step():
                 seq = seqs.get(out.request_id)
-                if seq is None or seq.finish is not None:  # not ours, or already cut
-                    continue
-                seq.pieces.append(out.text)
-                seq.tokens += out.new_tokens
-                if out.finish_reason is not None:
-                    seq.finish = self._finish_reason(out.finish_reason)
+                if seq is not None:  # else not ours
+                    self._take(seq, out)
             now = time.time()
             while deadlines and now >= deadlines[0]:
                 expired = [rid for rid in by_deadline[deadlines.pop(0)] if seqs[rid].finish is None]
@@ -290,15 +286,8 @@ class VLLMBackend:
             if self.engine.has_unfinished():
                 for out in self.engine.step():
                     key = self._owner.get(out.request_id)
-                    if key is None:
-                        continue
-                    seq = self._live[key].seqs[out.request_id]
-                    if seq.finish is not None:
-                        continue
-                    seq.pieces.append(out.text)
-                    seq.tokens += out.new_tokens
-                    if out.finish_reason is not None:
-                        seq.finish = self._finish_reason(out.finish_reason)
+                    if key is not None:  # else aborted by its owner
+                        self._take(self._live[key].seqs[out.request_id], out)
             now = time.time()
             ended = []
             for key, live in self._live.items():
@@ -327,6 +316,15 @@ class VLLMBackend:
 
     def running(self) -> int:
         return sum(seq.finish is None for live in self._live.values() for seq in live.seqs.values())
+
+    def _take(self, seq: _Seq, out) -> None:
+        """One step's output for a sequence (ignored once the sequence ended, e.g. cut at its deadline)."""
+        if seq.finish is not None:
+            return
+        seq.pieces.append(out.text)
+        seq.tokens += out.new_tokens
+        if out.finish_reason is not None:
+            seq.finish = self._finish_reason(out.finish_reason)
 
     @staticmethod
     def _finish_reason(reason: str) -> FinishReason:
