@@ -366,12 +366,7 @@ class Scheduler:
         self._span.sequences += len(completions)
         self._span.tokens += sum(c.completion_tokens for c in completions)
         solver.timings.seconds["generate"] += time.time() - submitted
-        try:
-            jobs = solver.accept(answer)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(solver, exc)
-            return
-        self._pending[self._pool.submit(self._execute, solver, jobs)] = solver
+        self._accept(solver, answer)
 
     def _close_span(self) -> None:
         span, self._span = self._span, None
@@ -423,13 +418,17 @@ class Scheduler:
                                           len(completions), sum(c.completion_tokens for c in completions)))
         for solver, answer in zip(members, answers):
             solver.timings.seconds["generate"] += seconds
-            try:
-                jobs = solver.accept(answer)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(solver, exc)
-                continue
-            self._pending[self._pool.submit(self._execute, solver, jobs)] = solver
+            self._accept(solver, answer)
         return True
+
+    def _accept(self, solver: TaskSolver, answer) -> None:
+        """The engine's answer to its solver; its programs go to the executor thread."""
+        try:
+            jobs = solver.accept(answer)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(solver, exc)
+            return
+        self._pending[self._pool.submit(self._execute, solver, jobs)] = solver
 
     def _execute(self, solver: TaskSolver, jobs: list[Job]) -> list[TaskExecution]:
         with solver.timings.measure("execute"):
