@@ -276,7 +276,10 @@ def test_kill_9_of_a_worker_mid_task(data, tmp_path, k):
     assert result(out, victim)["status"] == "done"  # redone by another (or the restarted) worker
     taken = claim(out, victim)
     assert taken.state == claims.DONE and taken.attempt == 2 and taken.crashes == 1
-    outcomes = [(r["worker"], r["outcome"]) for r in timeline(out) if r["task_id"] == victim]
+    # in order of the attempts' starts: the parent writes the killed attempt's row when it notices the
+    # death, which may come after the other worker already appended the redone attempt's row
+    rows = sorted((r for r in timeline(out) if r["task_id"] == victim), key=lambda r: r["start"])
+    outcomes = [(r["worker"], r["outcome"]) for r in rows]
     assert (status["worker"], "crashed") in outcomes and outcomes[-1][1] == "done"
 
 
