@@ -3,13 +3,15 @@
 # to $STAGE/vc (see docs/benchmarks.md). Steps, each one device call:
 #   epochs   install, build the 8B shape, then at once: bench_epochs on GPU 0 (unsloth, 22 GiB cap,
 #            k = 1 vs 4, run.gather_s 0 vs 3) and a dry run of the tiny model with one worker per GPU
-#   run8b    a dry run of the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
+#   run8b [N]  a dry run of N tasks (8) on the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
+#   kratio [P]  bench_epochs k = 1 vs 4 at P (256) predictions per task, one process per GPU (4 GPUs)
 #   prefill  bench_epochs at unsloth.max_num_batched_tokens 4096 and 2048 (KV cache against prefill reserve)
 #   overlap  bench/gpu_overlap.py: one call vs k calls vs continuous refill, and training on a second thread
 #   stream P S [MODES]  bench_epochs k = 1 vs 4 at P predictions per task, S samples per learn step, per engine mode
 #            (lockstep: one call per round, gather 3 s; stream; stream+train: the default)
 # Usage: bash bench/gpu_kaggle_shape.sh epochs|prefill|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
 set -uo pipefail
+START=$(date +%s)
 STAGE="${ARC25_STAGE:-${TMPDIR:-/tmp}}"
 OUT="${OUT:-$STAGE/out}"
 EVAL="${EVAL:-.whl/eval2024}"
@@ -56,6 +58,24 @@ stream)
     --set unsloth.memory_cap_gib=22 --json "$OUT/stream$P.json" > "$OUT/stream$P.log" 2>&1
   echo "stream $P: exit $?"; quiet < "$OUT/stream$P.log" | grep -E "^\||^GPU|^tasks|running|Error|error" | tail -30
   ;;
+kratio)  # k = 1 vs 4 at the Kaggle epoch size (search.predictions_per_epoch = 64 at k = 4; the default samples per
+  # learn step, 16), one process per GPU, each cut at the call's limit (its JSON keeps the rows done):
+  # GPU 0 k = 1, GPU 1 k = 4, GPU 2 k = 4 with 4 samples per learn step, GPU 3 both in one process
+  P=${2:-256}; END=$(( START + ${3:-560} )); mkdir -p "$STAGE/kr"
+  kr() {
+    local gpu=$1 name=$2; shift 2
+    CUDA_VISIBLE_DEVICES=$gpu timeout $(( END - $(date +%s) )) python3 bench/bench_epochs.py --backend unsloth \
+      --model "$MODEL" --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 \
+      --predictions $P --n-per-prompt 8 --max-tokens 512 --modes stream+train --set unsloth.memory_cap_gib=22 \
+      --json "$STAGE/kr/$name.json" "$@" > "$STAGE/kr/$name.log" 2>&1
+    echo "$name: exit $?"; quiet < "$STAGE/kr/$name.log" | grep -E "^\||^GPU|^tasks|K=|Error|error" | tail -8
+  }
+  kr 0 k1 --epochs 1 --samples 16 > "$STAGE/kr/k1.out" &
+  kr 1 k4 --epochs 4 --samples 16 > "$STAGE/kr/k4.out" &
+  kr 2 k4s4 --epochs 4 --samples 4 > "$STAGE/kr/k4s4.out" &
+  kr 3 both --epochs 1 4 --samples 16 > "$STAGE/kr/both.out" &
+  wait; cat "$STAGE"/kr/*.out; tar czf "$OUT/kratio.tgz" -C "$STAGE" kr
+  ;;
 overlap)
   CUDA_VISIBLE_DEVICES=0 python3 bench/gpu_overlap.py --model "$MODEL" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
     --set unsloth.memory_cap_gib=22 --json "$OUT/overlap.json" > "$OUT/overlap.log" 2>&1
@@ -63,12 +83,12 @@ overlap)
   ;;
 run8b)
   python3 -m arc25 dry-run --model "$MODEL" --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
-    --tasks 8 --time-limit 6m --set model.backend=unsloth --set unsloth.memory_cap_gib=22 \
+    --tasks ${2:-8} --time-limit 6m --set model.backend=unsloth --set unsloth.memory_cap_gib=22 \
     --set run.reserve_s=60 --set sampling.max_tokens=512 --set search.predictions_per_epoch=16 \
     --set search.max_predictions=64 --out "$STAGE/dry-8b" --no-progress > "$OUT/dry_8b.log" 2>&1
   echo "8B dry run: exit $?"; quiet < "$OUT/dry_8b.log" | grep -v -E "^(INFO|WARNING|\[rank)|Unsloth" | tail -40
   grep -h -E "peak|GiB" "$STAGE"/dry-8b/workers/*.log 2>/dev/null | tail -8
   tar czf "$OUT/dry_8b.tgz" -C "$STAGE" dry-8b/report dry-8b/workers dry-8b/submission.json 2>/dev/null
   ;;
-*) echo "usage: $0 epochs|prefill|overlap|stream P S [MODES]|run8b"; exit 2;;
+*) echo "usage: $0 epochs|prefill|overlap|stream P S [MODES]|kratio [P]|run8b [N]"; exit 2;;
 esac
