@@ -38,7 +38,7 @@ from arc25.backends import load_backend
 from arc25.config import Config, load_config
 from arc25.execution import Executor
 from arc25.prompts import PromptSpec, build_messages, format_answer, tokenize_prompt
-from arc25.scheduler import EngineLog
+from arc25.scheduler import EngineLog, adapter_slots
 from arc25.search_and_learn import solve_tasks
 from arc25.task_result import TIME_PHASES
 from arc25.tasks import load_tasks
@@ -55,16 +55,33 @@ PLANTED = [
 
 
 class PlantedBackend:
-    """The real backend, with half of each prompt's completions replaced by known valid programs."""
+    """The real backend, with half of each prompt's completions replaced by known valid programs.
+
+    With `lora_slots`, a request for the base model goes out under one of these adapters instead,
+    reset (untrained: the base model's outputs), in turn: the cost of vLLM's LoRA kernels alone.
+    """
 
     def __init__(self, backend) -> None:
         self.backend, self.calls = backend, 0
+        self.lora_slots: list[str] = []
+        self._turn = 0
+
+    def _lora(self, request):
+        if not self.lora_slots or request.adapter is not None:
+            return request
+        name = self.lora_slots[self._turn % len(self.lora_slots)]
+        self._turn += 1
+        self.backend.reset_adapter(name)
+        return replace(request, adapter=name)
 
     def generate(self, requests):
-        out = self.backend.generate(requests)
+        out = self.backend.generate([self._lora(r) for r in requests])
         for answer in out:
             self._plant(answer)
         return out
+
+    def submit(self, key, request):
+        return self.backend.submit(key, self._lora(request))
 
     def step(self):  # streaming backends: answers come back from step()
         answers = self.backend.step()
@@ -116,6 +133,8 @@ def median_tasks(tasks: dict, tokenizer, n: int) -> list[str]:
 def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: float | None = None,
           mode: str = "config") -> dict:
     config = bench_config(args, k, gather_s, mode)
+    # k = 1 never trains, so its requests would all go to the base model
+    backend.lora_slots = adapter_slots(backend.backend, in_flight) if args.lora_at_k1 and k == 1 else []
     engine = EngineLog()
     start = time.perf_counter()
     results = solve_tasks(tasks, backend, executor, config, 1e9, tasks_in_flight=in_flight, engine_log=engine)
@@ -125,7 +144,7 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     totals = {p: sum(r.timings[p] for r in results) for p in TIME_PHASES}
     summary = engine.summary()
     overhead = totals["reset"] + totals["relabel"]
-    return {"mode": mode, "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
+    return {"mode": mode + (" +lora" if backend.lora_slots else ""), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
             "running": summary["mean_running"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
@@ -152,6 +171,9 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["config"], choices=["config", "lockstep", "stream", "stream+train"],
                         help="engine modes to compare: lockstep (one call per round), stream (requests join the "
                              "running engine; training between steps), stream+train (training on a thread beside it)")
+    parser.add_argument("--lora-at-k1", action="store_true",
+                        help="k = 1 rows sample under untrained adapters (one per task), not the base model: "
+                             "what serving a LoRA costs, apart from epochs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.model = args.model or tiny_model_path(Path(tempfile.gettempdir()) / "arc25-bench")
@@ -182,7 +204,7 @@ def main() -> None:
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        base = next(b["wall"] for b in rows if (b["mode"], b["K"], b["gather_s"]) == (r["mode"], r["K"], r["gather_s"])
+        base = next(b["wall"] for b in rows if (b["mode"].split()[0], b["K"], b["gather_s"]) == (r["mode"].split()[0], r["K"], r["gather_s"])
                     and b["k"] == min(args.epochs))
         cells = [r["mode"], str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]

@@ -60,7 +60,8 @@ stream)
   ;;
 kratio)  # k = 1 vs 4 at the Kaggle epoch size (search.predictions_per_epoch = 64 at k = 4; the default samples per
   # learn step, 16), one process per GPU, each cut at the call's limit (its JSON keeps the rows done):
-  # GPU 0 k = 1, GPU 1 k = 4, GPU 2 k = 4 with 4 samples per learn step, GPU 3 both in one process
+  # GPU 0 k = 1; GPU 1 k = 1 under untrained adapters (what the LoRA kernels cost); GPU 2 k = 4;
+  # GPU 3 k = 4 with nothing to learn (an untrained adapter is not served: the epochs' own cost)
   P=${2:-256}; END=$(( START + ${3:-560} )); mkdir -p "$STAGE/kr"
   kr() {
     local gpu=$1 name=$2; shift 2
@@ -71,9 +72,9 @@ kratio)  # k = 1 vs 4 at the Kaggle epoch size (search.predictions_per_epoch = 6
     echo "$name: exit $?"; quiet < "$STAGE/kr/$name.log" | grep -E "^\||^GPU|^tasks|K=|Error|error" | tail -8
   }
   kr 0 k1 --epochs 1 --samples 16 > "$STAGE/kr/k1.out" &
-  kr 1 k4 --epochs 4 --samples 16 > "$STAGE/kr/k4.out" &
-  kr 2 k4s4 --epochs 4 --samples 4 > "$STAGE/kr/k4s4.out" &
-  kr 3 both --epochs 1 4 --samples 16 > "$STAGE/kr/both.out" &
+  kr 1 k1lora --epochs 1 --samples 16 --lora-at-k1 > "$STAGE/kr/k1lora.out" &
+  kr 2 k4 --epochs 4 --samples 16 > "$STAGE/kr/k4.out" &
+  kr 3 k4nolearn --epochs 4 --samples 0 > "$STAGE/kr/k4nolearn.out" &
   wait; cat "$STAGE"/kr/*.out; tar czf "$OUT/kratio.tgz" -C "$STAGE" kr
   ;;
 overlap)

@@ -175,6 +175,17 @@ def test_pure_sampling_never_trains(tasks):
     assert all(call[2] is None for call in backend.generate_calls)
 
 
+def test_the_adapter_serves_only_after_it_was_trained(tasks):
+    # epoch 0 writes nothing that runs: no sample, so epoch 1 samples the base model again (an
+    # untrained adapter equals it, and serving it costs vLLM's LoRA kernels); epoch 1's programs run
+    task = tasks["3c9b0459"]
+    s, backend = solver(task, [CRASH] * 8 + [IDENTITY, MIRROR] * 4, config(max_epochs=3))
+    result = s.run()
+    assert [e.train_samples for e in result.epochs] == [0, 2, 0]
+    assert [call[2] for call in backend.generate_calls] == [None, None, "a"]
+    assert backend.resets == ["a"] and len(backend.train_calls) == 1
+
+
 def test_budget_stops_before_an_epoch_that_cannot_finish(tasks):
     task = tasks["3c9b0459"]
     t = [0.0]
