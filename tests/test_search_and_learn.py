@@ -186,6 +186,13 @@ def test_the_adapter_serves_only_after_it_was_trained(tasks):
     assert backend.resets == ["a"] and len(backend.train_calls) == 1
 
 
+def test_nothing_to_learn_never_resets_nor_serves_the_adapter(tasks):
+    s, backend = solver(tasks["3c9b0459"], [CRASH, NO_CODE], config(max_epochs=3))
+    result = s.run()
+    assert len(result.epochs) == 3 and backend.resets == [] and backend.train_calls == []
+    assert all(call[2] is None for call in backend.generate_calls) and result.timings["reset"] == 0
+
+
 def test_budget_stops_before_an_epoch_that_cannot_finish(tasks):
     task = tasks["3c9b0459"]
     t = [0.0]

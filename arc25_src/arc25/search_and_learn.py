@@ -306,15 +306,15 @@ class TaskSolver:
         """Relabel and train the task's adapter (learn -> search)."""
         assert self.state.phase == "learn", self.state.phase
         start = self.clock()
-        if not self.adapter_reset:
-            with self.timings.measure("reset"):
-                self.backend.reset_adapter(self.adapter)
-            self.adapter_reset = True
         with self.timings.measure("relabel"):
             chosen = self.relabeler.select(self.state.predictions)
             samples = [training_sample(self.task, p) for p in chosen]
         record = self.state.epochs[-1]
         if samples:
+            if not self.adapter_reset:  # a task with nothing to learn never pays for its slot's reset
+                with self.timings.measure("reset"):
+                    self.backend.reset_adapter(self.adapter)
+                self.adapter_reset = True
             with self.timings.measure("train"):
                 stats = self.backend.train(self.adapter, samples, deadline=self.deadline)
             self.relabeler.record_training(chosen, stats.trained)
