@@ -252,9 +252,9 @@ def learning_section(data: RunData, tasks: Mapping[str, Task]) -> str:
         t = r.timings
         phases.append([task_id, f"{t.get('execute', 0.0):.2f}", f"{t.get('relabel', 0.0):.3f}",
                        f"{t.get('train', 0.0):.2f}", f"{1000 * t.get('reset', 0.0):.1f}"])
-    note = ("Each epoch samples from the task's adapter as trained so far (the first from the base model); "
-            "train loss: the mean loss of the learn step after that epoch. The adapter is reset before a "
-            "task's first learn step.")
+    note = ("Each epoch samples from the task's adapter as trained so far (from the base model until a learn "
+            "step trained it); train loss: the mean loss of the learn step after that epoch. The adapter is "
+            "reset before the task's first training step.")
     times = md_table(["task", "execute s", "relabel s", "train s", "adapter reset ms"], phases)
     return f"{md_table(head, rows)}\n\n{note}\n\n{times}"
 
