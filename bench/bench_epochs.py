@@ -144,7 +144,7 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     totals = {p: sum(r.timings[p] for r in results) for p in TIME_PHASES}
     summary = engine.summary()
     overhead = totals["reset"] + totals["relabel"]
-    return {"mode": mode + (" +lora" if backend.lora_slots else ""), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
+    return {"mode": mode, "lora_at_k1": bool(backend.lora_slots), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
             "running": summary["mean_running"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
@@ -204,9 +204,9 @@ def main() -> None:
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        base = next(b["wall"] for b in rows if (b["mode"].split()[0], b["K"], b["gather_s"]) == (r["mode"].split()[0], r["K"], r["gather_s"])
+        base = next(b["wall"] for b in rows if (b["mode"], b["K"], b["gather_s"]) == (r["mode"], r["K"], r["gather_s"])
                     and b["k"] == min(args.epochs))
-        cells = [r["mode"], str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
+        cells = [r["mode"] + (" +lora" if r["lora_at_k1"] else ""), str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]
         cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['running']}",
                   f"{r['overhead_per_epoch']:.3f}"]

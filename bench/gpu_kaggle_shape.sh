@@ -9,7 +9,7 @@
 #   overlap  bench/gpu_overlap.py: one call vs k calls vs continuous refill, and training on a second thread
 #   stream P S [MODES]  bench_epochs k = 1 vs 4 at P predictions per task, S samples per learn step, per engine mode
 #            (lockstep: one call per round, gather 3 s; stream; stream+train: the default)
-# Usage: bash bench/gpu_kaggle_shape.sh epochs|prefill|run8b   (EVAL: a folder with the ARC-AGI-1 evaluation files)
+# Usage: bash bench/gpu_kaggle_shape.sh MODE [ARGS]   (EVAL: a folder with the ARC-AGI-1 evaluation files)
 set -uo pipefail
 START=$(date +%s)
 STAGE="${ARC25_STAGE:-${TMPDIR:-/tmp}}"
@@ -27,12 +27,18 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpus.txt"
 python3 -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; from gpu_unsloth_vllm import make_8b; make_8b(Path('$MODEL'))" || exit 1
 quiet() { grep -v -E "it/s\]|s/it\]|non-default args|Initializing a V1|^\s*$"; }
+# bench_epochs on the 8B shape under an L4's memory, the 4 median evaluation tasks, K = 4, 512 new tokens, n = 8:
+# bench8b GPU SECONDS [bench_epochs args] (SECONDS 0: no limit)
+bench8b() {
+  local gpu=$1 limit=$2; shift 2
+  CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
+    --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --n-per-prompt 8 \
+    --max-tokens 512 --set unsloth.memory_cap_gib=22 "$@"
+}
 case "${1:-}" in
 epochs)
-  CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
-    --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
-    --predictions 32 --n-per-prompt 8 --max-tokens 512 --samples 2 --gather-s 0 3 \
-    --set unsloth.memory_cap_gib=22 --json "$OUT/bench_epochs.json" > "$OUT/bench_epochs.log" 2>&1 &
+  bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --gather-s 0 3 --json "$OUT/bench_epochs.json" \
+    > "$OUT/bench_epochs.log" 2>&1 &
   bench=$!
   python3 -m arc25 dry-run --random-model --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
     --tasks 16 --time-limit 3m --set run.reserve_s=30 --out "$STAGE/dry-tiny" --no-progress > "$OUT/dry_tiny.log" 2>&1
@@ -42,20 +48,15 @@ epochs)
   ;;
 prefill)  # vLLM's prefill chunk (its activation reserve) against KV cache: the same bench at 4096 and 2048
   for b in 4096 2048; do
-    CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
-      --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
-      --predictions 32 --n-per-prompt 8 --max-tokens 512 --samples 2 --gather-s 3 \
-      --set unsloth.memory_cap_gib=22 --set unsloth.max_num_batched_tokens=$b --json "$OUT/prefill$b.json" \
-      > "$OUT/prefill$b.log" 2>&1
+    bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --gather-s 3 --set unsloth.max_num_batched_tokens=$b \
+      --json "$OUT/prefill$b.json" > "$OUT/prefill$b.log" 2>&1
     echo "max_num_batched_tokens=$b: exit $?"; grep -E "^\||^GPU|KV cache size" "$OUT/prefill$b.log" | tail -5
   done
   ;;
 stream)
   P=${2:-32}; S=${3:-2}; MODES=${4:-lockstep stream stream+train}
-  CUDA_VISIBLE_DEVICES=0 python3 bench/bench_epochs.py --backend unsloth --model "$MODEL" \
-    --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 --epochs 1 4 \
-    --predictions $P --n-per-prompt 8 --max-tokens 512 --samples $S --gather-s 3 --modes $MODES \
-    --set unsloth.memory_cap_gib=22 --json "$OUT/stream$P.json" > "$OUT/stream$P.log" 2>&1
+  bench8b 0 0 --epochs 1 4 --predictions $P --samples $S --gather-s 3 --modes $MODES --json "$OUT/stream$P.json" \
+    > "$OUT/stream$P.log" 2>&1
   echo "stream $P: exit $?"; quiet < "$OUT/stream$P.log" | grep -E "^\||^GPU|^tasks|running|Error|error" | tail -30
   ;;
 kratio)  # k = 1 vs 4 at the Kaggle epoch size (search.predictions_per_epoch = 64 at k = 4; the default samples per
@@ -65,10 +66,8 @@ kratio)  # k = 1 vs 4 at the Kaggle epoch size (search.predictions_per_epoch = 6
   P=${2:-256}; END=$(( START + ${3:-560} )); mkdir -p "$STAGE/kr"
   kr() {
     local gpu=$1 name=$2; shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout $(( END - $(date +%s) )) python3 bench/bench_epochs.py --backend unsloth \
-      --model "$MODEL" --challenges "$EVAL/arc-agi_evaluation_challenges.json" --median-tasks 4 --in-flight 4 \
-      --predictions $P --n-per-prompt 8 --max-tokens 512 --modes stream+train --set unsloth.memory_cap_gib=22 \
-      --json "$STAGE/kr/$name.json" "$@" > "$STAGE/kr/$name.log" 2>&1
+    bench8b $gpu $(( END - $(date +%s) )) --predictions $P --modes stream+train --json "$STAGE/kr/$name.json" "$@" \
+      > "$STAGE/kr/$name.log" 2>&1
     echo "$name: exit $?"; quiet < "$STAGE/kr/$name.log" | grep -E "^\||^GPU|^tasks|K=|Error|error" | tail -8
   }
   kr 0 k1 --epochs 1 --samples 16 > "$STAGE/kr/k1.out" &
