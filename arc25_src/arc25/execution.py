@@ -51,6 +51,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from arc25.augment import Augmentation
+from arc25.sandbox import ALL_LAYERS, Layer, Sandbox, SandboxReport, parse_layers
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -193,36 +194,11 @@ def _short(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- the child (untrusted side)
 
-# Audit events a transform has no business raising. The hook is Python-level
-# defence against buggy or naive code (the realistic threat: model-written
-# programs), on top of the OS-level limits and the SIGKILL timeout.
-_BLOCKED_EVENTS = frozenset(
-    """os.kill os.killpg signal.pthread_kill os.fork os.forkpty os.posix_spawn os.spawn os.exec
-    os.system os.startfile subprocess.Popen pty.spawn os.remove os.rmdir os.rename os.mkdir os.chmod
-    os.chown os.link os.symlink os.truncate os.utime os.putenv os.unsetenv os.chdir os.chroot
-    os.setxattr os.removexattr shutil.rmtree shutil.move shutil.copyfile shutil.copymode shutil.copystat
-    shutil.chown shutil.make_archive shutil.unpack_archive socket.__new__ socket.bind socket.connect
-    socket.getaddrinfo socket.sendto resource.setrlimit resource.prlimit""".split()
-)
-_BLOCKED_PREFIXES = ("ctypes.", "_ctypes.", "winreg.", "urllib.", "http.", "ftplib.", "smtplib.", "webbrowser.")
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-
-def _audit_hook(event: str, args: tuple) -> None:
-    if event == "open":
-        mode, flags = args[1], args[2]
-        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & _WRITE_FLAGS):
-            raise PermissionError(f"sandbox: opening {args[0]!r} for writing is not allowed")
-        return
-    if event in _BLOCKED_EVENTS or event.startswith(_BLOCKED_PREFIXES):
-        raise PermissionError(f"sandbox: {event} is not allowed")
-
-
 class _Confinement:
     """Settings the worker prepares once; applied in each child right after fork."""
 
-    def __init__(self, timeout_s: float, memory_mb: int, cwd: str) -> None:
-        self.timeout_s, self.memory_mb, self.cwd = timeout_s, memory_mb, cwd
+    def __init__(self, timeout_s: float, memory_mb: int, cwd: str, sandbox: Sandbox) -> None:
+        self.timeout_s, self.memory_mb, self.cwd, self.sandbox = timeout_s, memory_mb, cwd, sandbox
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.prctl = _load_prctl()
 
@@ -234,13 +210,12 @@ class _Confinement:
             os._exit(70)  # the worker died before prctl took effect
         for fd in (0, 1, 2):
             os.dup2(self.devnull, fd)  # infinite printing goes nowhere, fast
-        os.closerange(3, keep_fd)  # the worker's protocol pipes must be out of reach
-        os.closerange(keep_fd + 1, _max_fd())
+        _close_all_but(sorted({keep_fd, *self.sandbox.keep_fds()}))  # the worker's protocol pipes too
         os.chdir(self.cwd)  # read-only temp dir: relative writes fail
         os.environ.clear()  # no secrets or paths from the environment
         self._set_limits()
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # exceeding RLIMIT_FSIZE: EFBIG, not death
-        sys.addaudithook(_audit_hook)  # cannot be removed once added
+        self.sandbox.enter()  # Landlock, seccomp, the audit hook: last, nothing above needs what they refuse
 
     def _set_limits(self) -> None:
         # RLIMIT_AS counts the inherited address space (numpy, scipy, OpenBLAS
@@ -256,6 +231,14 @@ class _Confinement:
             resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # no effect as root; the audit hook covers fork
         except (ValueError, OSError):
             pass
+
+
+def _close_all_but(keep: list[int]) -> None:
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
 
 
 def _load_prctl() -> Any:
@@ -350,22 +333,25 @@ def _worker_main() -> None:
     """Entry point of a worker process (started by `Executor`).
 
     Protocol on stdin/stdout: 4-byte length + pickle, parent -> worker jobs
-    (code, grids) or None to stop; worker -> parent "ready", then one
-    ExecutionResult per job. The parent is trusted; the worker's children are not.
+    (code, grids) or None to stop; worker -> parent its SandboxReport (ready),
+    then one ExecutionResult per job. The parent is trusted; the worker's children are not.
     """
     settings = json.loads(sys.argv[1])
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)  # stray prints (ours or a library's) must not corrupt the protocol
     os.dup2(devnull, 1)
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != os.getcwd()]  # no imports from our cwd
+    sys.dont_write_bytecode = True  # a child cannot write, and need not try
     _preload()
     cwd = tempfile.mkdtemp(prefix="arc25-exec-")
     os.chmod(cwd, 0o555)
-    confinement = _Confinement(float(settings["timeout_s"]), int(settings["memory_mb"]), cwd)
+    sandbox = Sandbox(parse_layers(settings["layers"]))
+    confinement = _Confinement(float(settings["timeout_s"]), int(settings["memory_mb"]), cwd, sandbox)
     import gc
 
     gc.freeze()  # keep the collector from touching (and so copying) inherited pages in children
-    _write_msg(proto_out, "ready")
+    _write_msg(proto_out, sandbox.report)  # "ready", and what the children run under
     try:
         while True:
             job = _read_msg(proto_in)
@@ -425,6 +411,8 @@ def run_in_child(code: str, grids: list[np.ndarray], confinement: _Confinement) 
         pass  # the child already did it, or already exited
     data, why_killed = _collect(read_fd, pid, start + confinement.timeout_s)
     os.close(read_fd)
+    # Whatever it started dies with it (the group leader is not reaped yet, so its pid is still its own).
+    _kill_group(pid)
     _, status = os.waitpid(pid, 0)
     duration = time.monotonic() - start
     return _parse_child_output(data, len(grids), why_killed, status, duration, confinement.timeout_s)
@@ -604,13 +592,17 @@ class Executor:
     `memory_mb` what it may allocate beyond the inherited interpreter.
     """
 
-    def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 1024) -> None:
+    def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 1024,
+                 layers: frozenset[Layer] = ALL_LAYERS) -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         self.n_workers = workers if workers and workers > 0 else len(os.sched_getaffinity(0))
         self.timeout_s, self.memory_mb = float(timeout_s), int(memory_mb)
         self.restarts = 0
-        self._settings = json.dumps({"timeout_s": self.timeout_s, "memory_mb": self.memory_mb})
+        # What the last worker to start reported (all of a pool probe the same kernel).
+        self.sandbox: SandboxReport | None = None
+        self._settings = json.dumps({"timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
+                                     "layers": sorted(layer.value for layer in layers)})
         self._workers: list[_Worker] = [self._spawn() for _ in range(self.n_workers)]
         self._requeue: deque[int] = deque()
         self._closed = False
@@ -712,7 +704,10 @@ class Executor:
             self._replace(worker, results, "died")
             return
         if not worker.ready:
-            worker.ready = message == "ready"
+            worker.ready = isinstance(message, SandboxReport)
+            if worker.ready:
+                self.sandbox = message
+                log.info("executor worker %d: sandbox %s", worker.proc.pid, message.describe())
             return
         index, _ = worker.jobs.popleft()
         results[index] = message
