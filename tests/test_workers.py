@@ -227,6 +227,7 @@ def test_run_writes_a_complete_submission_and_resume_redoes_nothing(data, tmp_pa
     assert {r["worker"] for r in rows} <= {0, 1}
     status = json.loads((out / "workers" / "worker-0.status.json").read_text())
     assert status["state"] == "exited" and status["tasks"] == [] and {"worker", "pid", "updated_at"} <= set(status)
+    assert "audit_hook" in status["sandbox"]["active"]  # what the programs ran under (test_sandbox.py)
     # the scripted engine answers in microseconds: busy time is tiny, but every call was logged
     # (with 4 in flight one worker may have claimed all 3 tasks before the other was up)
     calls = 0

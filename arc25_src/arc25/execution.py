@@ -608,6 +608,13 @@ class Executor:
         self._closed = False
         log.debug("executor: %d workers, timeout %.1f s, memory %d MB", self.n_workers, timeout_s, memory_mb)
 
+    def wait_ready(self) -> SandboxReport:
+        """Wait until every worker has started; what their children run under (also logged once per worker)."""
+        while not all(w.ready for w in self._workers):
+            self._wait([])
+        assert self.sandbox is not None
+        return self.sandbox
+
     @property
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers (for monitoring, e.g. their CPU time)."""

@@ -58,6 +58,7 @@ class RunData:
     timeline: list[dict[str, Any]] = field(default_factory=list)  # one row per task attempt, all workers
     engine: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # worker -> engine calls (generate/train)
     engine_summary: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> its status file's summary
+    sandbox: dict[str, str] = field(default_factory=dict)  # worker -> the program sandbox's active layers
 
 
 # -- reading the run ---------------------------------------------------------------------------
@@ -121,9 +122,12 @@ def load_run(run_dir: str | Path, task_ids: list[str]) -> RunData:
     for path in sorted((run_dir / "workers").glob("worker-*.engine.jsonl")):
         worker = path.name.split(".")[0].removeprefix("worker-")
         data.engine[worker] = read_jsonl_rows(path)
-        summary = _read_json_object(path.with_name(f"worker-{worker}.status.json")).get("engine")
-        if isinstance(summary, dict):
-            data.engine_summary[worker] = summary
+        status = _read_json_object(path.with_name(f"worker-{worker}.status.json"))
+        if isinstance(status.get("engine"), dict):
+            data.engine_summary[worker] = status["engine"]
+        sandbox = status.get("sandbox")
+        if isinstance(sandbox, dict) and isinstance(sandbox.get("active"), list):
+            data.sandbox[worker] = " + ".join(map(str, sandbox["active"])) or "none"
     return data
 
 
@@ -279,8 +283,9 @@ def workers_section(data: RunData) -> str:
         outcomes = sorted({o for _, _, _, o in segs})
         rows.append([worker, len(segs), f"{gen:.1f}", f"{train:.1f}", f"{wall:.1f}",
                      "-" if busy is None else f"{busy:.0%}", f"{tokens / gen:.0f}" if gen > 0 else "-",
-                     ", ".join(outcomes)])
-    head = ["worker", "task attempts", "generate s", "train s", "wall s", "engine busy", "tokens/s", "outcomes"]
+                     ", ".join(outcomes), data.sandbox.get(worker, "-")])
+    head = ["worker", "task attempts", "generate s", "train s", "wall s", "engine busy", "tokens/s", "outcomes",
+            "program sandbox"]
     note = ("engine busy: generating or training (or both: learn steps may run beside the decoding), over the "
             "worker's wall time from its model being loaded to its last task (tasks in flight share one engine; "
             "programs run beside it).")

@@ -292,6 +292,7 @@ def worker_main(run_dir: Path, index: int) -> int:
     engine_log = EngineLog(engine_path(run_dir, index))  # from here the engine could be busy
     ex = config.execution
     with Executor(executor_workers(config, n_workers), ex.timeout_s, ex.memory_mb) as executor:
+        status.update(sandbox=executor.wait_ready().to_dict())  # the report shows the active layers
         worker = Worker(run_dir, index, config, tasks, list(run["task_ids"]), float(run["deadline"]), n_workers,
                         backend, executor, status, heartbeat)
         worker.loop(engine_log)
