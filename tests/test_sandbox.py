@@ -85,6 +85,8 @@ def rows(paths: dict[str, str], port: int) -> dict[str, Row]:
         "read_imports": Row("import statistics, fractions, scipy.spatial, numpy, common\n"
                             "        open(numpy.__file__).read()\n"
                             "        assert common.find_connected_components is not None", frozenset()),
+        "threads": Row("import threading\n        t = threading.Thread(target=sorted, args=([3, 1],))\n"
+                       "        t.start()\n        t.join()", frozenset()),
         "read_secret_file": Row(f"open({p['secret']}).read()", READERS),
         "read_run_solutions": Row(f"open({p['solutions']}).read()", READERS),
         "list_run_folder": Row(f"os.listdir({p['run']})", READERS),

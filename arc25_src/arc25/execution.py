@@ -12,9 +12,10 @@ program's result, so:
   pristine `common`/`Color` for free; whatever the program reassigns, patches or
   leaks dies with the child. The child confines itself (own process group,
   parent-death signal, address-space/CPU/file-size limits, stdout/stderr to
-  /dev/null, scrubbed environment, read-only temp cwd, an audit hook refusing
-  signals, forks, subprocesses, file writes, sockets and ctypes), then runs the
-  program on every grid and streams one result line per grid back.
+  /dev/null, empty environment, no open fd but its result pipe, read-only temp
+  cwd), then enters the sandbox (arc25.sandbox: Landlock, seccomp-bpf and the
+  audit hook, as far as the kernel allows), runs the program on every grid and
+  streams one result line per grid back. Its process group is killed when it ends.
 - The worker SIGKILLs the child's process group at the wall-clock timeout (a
   signal no `except:` can swallow), and validates what came back as plain data
   (JSON, never pickle: the child is untrusted).

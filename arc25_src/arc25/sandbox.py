@@ -9,7 +9,7 @@ code is compiled the child enters the sandbox, which stacks up to three layers:
   files. `/proc` is not beneath them, so `/proc/<parent>/cmdline`, any `environ` and
   the run folder are unreadable. From ABI 4 TCP bind/connect are refused; from ABI 6
   signals and abstract unix sockets cannot leave the child.
-- **seccomp-bpf**: a filter (built once per worker, ~100 BPF instructions) refuses with
+- **seccomp-bpf**: a filter (built once per worker: a binary search on the syscall number) refuses with
   EPERM what a transform never needs: sockets, new processes (fork, vfork, clone
   without CLONE_THREAD, execve), ptrace and process_vm_*, signals to any pid but its
   own, mknod/mkfifo, opening files for writing, creating/removing/renaming/linking,
@@ -220,6 +220,11 @@ _OPEN_FLAGS_ARG = {2: 1, 257: 2}  # open(path, flags), openat(dirfd, path, flags
 _SELF_ONLY = {"kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297}
 
 
+_JA = 0x05
+_PID = object()  # marks a constant the child replaces with its pid
+_Insn = tuple  # (code, jt, jf, k): k an int or _PID
+
+
 def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
@@ -228,30 +233,49 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i  # seccomp_data.args[i], low 32 bits (little-endian)
 
 
+def _rules() -> list[tuple[int, list[_Insn]]]:
+    """(syscall number, what to do with it), each ending in returns; every other syscall is allowed."""
+    eperm = _RET_ERRNO | errno.EPERM
+    refuse = [(_RET, 0, 0, eperm)]
+    rules = [(nr, refuse) for nr in _DENIED_X86_64.values()]
+    rules += [(nr, [(_RET, 0, 0, _RET_ERRNO | errno.ENOSYS)]) for nr in _ENOSYS_X86_64.values()]
+    # clone: threads only
+    rules.append((_CLONE, [(_LD_ABS, 0, 0, _arg_lo(0)), (_JSET, 1, 0, _CLONE_THREAD), (_RET, 0, 0, eperm),
+                           (_RET, 0, 0, _RET_ALLOW)]))
+    # open/openat: read-only
+    rules += [(nr, [(_LD_ABS, 0, 0, _arg_lo(arg)), (_JSET, 0, 1, _OPEN_WRITE_FLAGS), (_RET, 0, 0, eperm),
+                    (_RET, 0, 0, _RET_ALLOW)]) for nr, arg in _OPEN_FLAGS_ARG.items()]
+    # signals: to its own pid only
+    rules += [(nr, [(_LD_ABS, 0, 0, _arg_lo(0)), (_JEQ, 1, 0, _PID), (_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)])
+              for nr in _SELF_ONLY.values()]
+    return sorted(rules, key=lambda rule: rule[0])
+
+
+def _tree(rules: list[tuple[int, list[_Insn]]]) -> list[_Insn]:
+    """A binary search on the syscall number (in A): an allowed syscall runs ~8 comparisons, not ~140.
+
+    The kernel emulates the filter for every syscall number when it is installed (its
+    allow-cache), so the path length is what installing costs: 450 us linear, ~100 us as a tree.
+    """
+    if len(rules) <= 3:
+        code: list[_Insn] = []
+        for nr, block in rules:
+            code += [(_JEQ, 0, len(block), nr), *block]
+        return code + [(_RET, 0, 0, _RET_ALLOW)]
+    mid = len(rules) // 2
+    low, high = _tree(rules[:mid]), _tree(rules[mid:])
+    if len(low) <= 255:  # nr >= pivot: jump over the lower half
+        return [(_JGE, len(low), 0, rules[mid][0]), *low, *high]
+    return [(_JGE, 0, 1, rules[mid][0]), (_JA, 0, 0, len(low)), *low, *high]  # ja: a 32-bit offset
+
+
 def build_seccomp_filter() -> tuple[bytes, list[int]]:
     """The x86_64 filter and the offsets (in bytes) of the constants that must become the child's pid."""
-    eperm = _RET_ERRNO | errno.EPERM
-    prog = [_insn(_LD_ABS, 0, 0, 4), _insn(_JEQ, 1, 0, _AUDIT_ARCH_X86_64), _insn(_RET, 0, 0, _RET_KILL_PROCESS),
-            _insn(_LD_ABS, 0, 0, 0), _insn(_JGE, 0, 1, _X32_SYSCALL_BIT), _insn(_RET, 0, 0, eperm)]
-    for nr in sorted(_DENIED_X86_64.values()):
-        prog += [_insn(_JEQ, 0, 1, nr), _insn(_RET, 0, 0, eperm)]
-    for nr in sorted(_ENOSYS_X86_64.values()):
-        prog += [_insn(_JEQ, 0, 1, nr), _insn(_RET, 0, 0, _RET_ERRNO | errno.ENOSYS)]
-    # clone: threads only
-    prog += [_insn(_JEQ, 0, 4, _CLONE), _insn(_LD_ABS, 0, 0, _arg_lo(0)), _insn(_JSET, 1, 0, _CLONE_THREAD),
-             _insn(_RET, 0, 0, eperm), _insn(_RET, 0, 0, _RET_ALLOW)]
-    # open/openat: read-only
-    for nr, arg in _OPEN_FLAGS_ARG.items():
-        prog += [_insn(_JEQ, 0, 4, nr), _insn(_LD_ABS, 0, 0, _arg_lo(arg)), _insn(_JSET, 0, 1, _OPEN_WRITE_FLAGS),
-                 _insn(_RET, 0, 0, eperm), _insn(_RET, 0, 0, _RET_ALLOW)]
-    # signals: to its own pid only (the placeholder 0 is patched in the child)
-    pid_offsets = []
-    for nr in _SELF_ONLY.values():
-        pid_offsets.append((len(prog) + 2) * 8 + 4)
-        prog += [_insn(_JEQ, 0, 4, nr), _insn(_LD_ABS, 0, 0, _arg_lo(0)), _insn(_JEQ, 1, 0, 0),
-                 _insn(_RET, 0, 0, eperm), _insn(_RET, 0, 0, _RET_ALLOW)]
-    prog.append(_insn(_RET, 0, 0, _RET_ALLOW))
-    return b"".join(prog), pid_offsets
+    head: list[_Insn] = [(_LD_ABS, 0, 0, 4), (_JEQ, 1, 0, _AUDIT_ARCH_X86_64), (_RET, 0, 0, _RET_KILL_PROCESS),
+                         (_LD_ABS, 0, 0, 0), (_JGE, 0, 1, _X32_SYSCALL_BIT), (_RET, 0, 0, _RET_ERRNO | errno.EPERM)]
+    program = head + _tree(_rules())
+    pid_offsets = [8 * i + 4 for i, ins in enumerate(program) if ins[3] is _PID]
+    return b"".join(_insn(c, jt, jf, 0 if k is _PID else k) for c, jt, jf, k in program), pid_offsets
 
 
 class _SockFprog(ctypes.Structure):
