@@ -33,6 +33,7 @@ from arc25.augment import Augmentation
 from arc25.evaluation import Evaluation, evaluate_predictions, read_predictions
 from arc25.execution import Executor
 from arc25.metrics import format_table, summary_rows
+from arc25.sandbox import ALL_LAYERS, parse_layers
 from arc25.tasks import Task, load_tasks
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--hostile-repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, help="folder for the predictions files (default: a temp dir)")
+    parser.add_argument("--layers", default=",".join(sorted(ALL_LAYERS)),
+                        help="sandbox layers, comma-separated (landlock, seccomp, audit_hook; '' for none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()
     start = time.perf_counter()
-    with Executor(args.workers or None, args.timeout) as executor:
+    layers = parse_layers(n for n in args.layers.split(",") if n)
+    with Executor(args.workers or None, args.timeout, layers=layers) as executor:
         timed_run(tasks, normal_file, executor)  # warm-up: first faults, lazy imports
         startup = time.perf_counter() - start
         rows = []
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
           f"on {len({t for _, t, _ in corpus})} tasks; hostile: {len(hostile)} x {args.hostile_repeats}")
     print(f"load average before: {load[0]:.1f} (other processes share these cores: compare CPU ms/prog)")
     print(f"workers: {executor.n_workers}, timeout {args.timeout:g} s, start-up + warm-up {startup:.1f} s, "
-          f"worker restarts {restarts}\n")
+          f"worker restarts {restarts}, sandbox: {executor.sandbox.describe() if executor.sandbox else '?'}\n")
     print(format_table(rows, [c for c in rows[0] if c != "kinds"]))
     print()
     print(format_table([{"phase": r["phase"], "kinds": r["kinds"]} for r in rows]))

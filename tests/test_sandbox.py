@@ -87,6 +87,11 @@ def rows(paths: dict[str, str], port: int) -> dict[str, Row]:
                             "        assert common.find_connected_components is not None", frozenset()),
         "threads": Row("import threading\n        t = threading.Thread(target=sorted, args=([3, 1],))\n"
                        "        t.start()\n        t.join()", frozenset()),
+        "read_rlimit": Row("import resource\n        resource.getrlimit(resource.RLIMIT_AS)", frozenset()),
+        "set_rlimit": Row("import resource\n        try:\n            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+                          "        except ValueError as exc:  # Python's words for EPERM here\n"
+                          "            raise PermissionError(exc)",
+                          frozenset({SECCOMP, AUDIT})),
         "read_secret_file": Row(f"open({p['secret']}).read()", READERS),
         "read_run_solutions": Row(f"open({p['solutions']}).read()", READERS),
         "list_run_folder": Row(f"os.listdir({p['run']})", READERS),

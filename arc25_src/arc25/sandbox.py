@@ -203,7 +203,7 @@ _DENIED_X86_64 = {
     "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466, "file_setattr": 469,
     "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
     "mount_setattr": 442, "move_mount": 429, "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
-    "fspick": 433, "setrlimit": 160, "prlimit64": 302, "keyctl": 250, "add_key": 248, "request_key": 249,
+    "fspick": 433, "setrlimit": 160, "keyctl": 250, "add_key": 248, "request_key": 249,
     "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "personality": 135, "acct": 163, "swapon": 167,
     "swapoff": 168, "reboot": 169, "sethostname": 170, "setdomainname": 171, "init_module": 175,
     "finit_module": 313, "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "iopl": 172,
@@ -215,7 +215,7 @@ _DENIED_X86_64 = {
 # Refused with ENOSYS: their arguments live in memory a filter cannot read; glibc falls back
 # to clone (threads) and openat (files), which are checked.
 _ENOSYS_X86_64 = {"clone3": 435, "openat2": 437}
-_CLONE = 56
+_CLONE, _PRLIMIT64 = 56, 302
 _OPEN_FLAGS_ARG = {2: 1, 257: 2}  # open(path, flags), openat(dirfd, path, flags)
 _SELF_ONLY = {"kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297}
 
@@ -245,6 +245,9 @@ def _rules() -> list[tuple[int, list[_Insn]]]:
     # open/openat: read-only
     rules += [(nr, [(_LD_ABS, 0, 0, _arg_lo(arg)), (_JSET, 0, 1, _OPEN_WRITE_FLAGS), (_RET, 0, 0, eperm),
                     (_RET, 0, 0, _RET_ALLOW)]) for nr, arg in _OPEN_FLAGS_ARG.items()]
+    # prlimit64(pid, resource, new, old): reading (new == NULL, as glibc's getrlimit does), never setting
+    rules.append((_PRLIMIT64, [(_LD_ABS, 0, 0, _arg_lo(2)), (_JEQ, 0, 2, 0), (_LD_ABS, 0, 0, _arg_lo(2) + 4),
+                               (_JEQ, 1, 0, 0), (_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)]))
     # signals: to its own pid only
     rules += [(nr, [(_LD_ABS, 0, 0, _arg_lo(0)), (_JEQ, 1, 0, _PID), (_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)])
               for nr in _SELF_ONLY.values()]
@@ -443,3 +446,7 @@ class Sandbox:
             self.ruleset_fd = None
 
 
+
+
+if __name__ == "__main__":  # python -m arc25.sandbox: what programs would run under on this machine
+    print(Sandbox().report.describe())
