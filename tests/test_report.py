@@ -49,6 +49,8 @@ def run(tmp_path_factory, executor):
     for worker, (ids, outcome) in enumerate([([SOLVED], "done"), (UNSOLVED, "deadline")]):
         lines = [json.dumps(r) for r in timeline_rows(run_dir, worker, ids, outcome)]
         (run_dir / "workers" / f"worker-{worker}.timeline.jsonl").write_text("\n".join(lines) + "\n")
+    (run_dir / "workers" / "worker-0.status.json").write_text(json.dumps({"worker": 0, "sandbox": {
+        "active": ["landlock", "seccomp", "audit_hook"], "missing": {}, "landlock_abi": 7}}))
     submission = write_submission(run_dir, tasks, run_dir / "submission.json")
     return run_dir, tasks, submission, score_submission(submission, tasks)
 
@@ -81,6 +83,7 @@ def test_report_from_a_real_run(run):
     assert f"| {NEVER_RAN} | 0/1 | no result |" in text
     # workers: one row each, busy share and outcomes
     assert "| 0 | 1 |" in text and "| 1 | 2 |" in text and "deadline" in text
+    assert "| landlock + seccomp + audit_hook |" in text  # the program sandbox, from worker 0's status file
     assert "unavailable" not in text
     for name in PNGS:
         assert f"]({name})" in text

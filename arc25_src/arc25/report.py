@@ -122,11 +122,13 @@ def load_run(run_dir: str | Path, task_ids: list[str]) -> RunData:
     for path in sorted((run_dir / "workers").glob("worker-*.engine.jsonl")):
         worker = path.name.split(".")[0].removeprefix("worker-")
         data.engine[worker] = read_jsonl_rows(path)
-        status = _read_json_object(path.with_name(f"worker-{worker}.status.json"))
-        if isinstance(status.get("engine"), dict):
-            data.engine_summary[worker] = status["engine"]
-        sandbox = status.get("sandbox")
+        summary = _read_json_object(path.with_name(f"worker-{worker}.status.json")).get("engine")
+        if isinstance(summary, dict):
+            data.engine_summary[worker] = summary
+    for path in sorted((run_dir / "workers").glob("worker-*.status.json")):
+        sandbox = _read_json_object(path).get("sandbox")
         if isinstance(sandbox, dict) and isinstance(sandbox.get("active"), list):
+            worker = path.name.split(".")[0].removeprefix("worker-")
             data.sandbox[worker] = " + ".join(map(str, sandbox["active"])) or "none"
     return data
 
