@@ -101,6 +101,10 @@ def rows(paths: dict[str, str], port: int) -> dict[str, Row]:
         "self_environ": Row("open('/proc/self/environ', 'rb').read()", READERS),
         "environment_secret": Row(f"if not os.environ and {SECRET!r} not in repr(os.environ):\n"
                                   "            raise PermissionError('empty')", BASELINE),
+        "inherited_fds": Row("n = 0\n        for fd in range(3, 1024):\n            try:\n                os.fstat(fd)\n"
+                             "                n += 1\n            except OSError:\n                pass\n"
+                             "        if n <= 1:  # its result pipe alone\n"
+                             "            raise PermissionError('no inherited fd')", BASELINE),
         "mkfifo": Row(f"os.mkfifo({p['fifo']})", WRITERS),
         "mknod_fifo": Row(f"os.mknod({p['node']}, stat.S_IFIFO | 0o600)", WRITERS),
         "write_file": Row(f"open({p['written']}, 'w').write('x')", WRITERS),
