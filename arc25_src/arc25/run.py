@@ -644,23 +644,70 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())
         supervisor = Supervisor(run_dir, task_set.everything, task_ids, config, devices, deadline, grace_s, progress,
                                 level, stop)
-        try:
-            supervise(supervisor, started)
-        except OSError as exc:  # the disk failed the supervisor: what the workers wrote still merges
-            log.error("the run stopped early: %s", one_line(exc))
-        final_merge(supervisor)
+        supervisor.merge()  # a valid, complete submission from the start: even a SIGKILL leaves one
+        with MergeSpace(run_dir, task_set.everything) as space:
+            try:
+                supervise(supervisor, started)
+            except OSError as exc:  # the disk failed the supervisor: what the workers wrote still merges
+                log.error("the run stopped early: %s", one_line(exc))
+            final_merge(supervisor, space)
         if stop.signum:
             log.warning("%s: workers stopped, %s written", stop.name, run_dir / SUBMISSION_FILE)
         return summarize(supervisor, task_set.errors, started)
 
 
-def final_merge(supervisor: Supervisor) -> None:
-    """The submission, or one line saying why it cannot be written (a full disk: nothing else can hold it)."""
+class MergeSpace:
+    """Disk space held for the final merge: a file of the largest submission's size, given back when a merge
+    finds the disk full (the workers' results and logs may fill it during the run: issue 18).
+    A submission line is at most 2 attempts of a 30x30 grid per test input, about 4 KB in JSON."""
+
+    BYTES_PER_TEST_INPUT = 4096
+    FILE = ".merge-space"
+
+    def __init__(self, run_dir: Path, tasks: dict[str, Task]) -> None:
+        self.path = run_dir / claims.CLAIMS_DIR / self.FILE
+        self.size = 16384 + self.BYTES_PER_TEST_INPUT * sum(len(t.test_inputs) for t in tasks.values())
+
+    def __enter__(self) -> MergeSpace:
+        try:
+            with open(self.path, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.size)
+        except OSError as exc:
+            log.warning("%s: cannot hold %d bytes for the final merge (%s)", self.path, self.size,
+                        exc.strerror or one_line(exc))
+            self.release()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> bool:
+        """Give the space back; False if none was held."""
+        try:
+            self.path.unlink()
+            return True
+        except OSError:
+            return False
+
+
+def final_merge(supervisor: Supervisor, space: MergeSpace | None = None) -> None:
+    """The submission, or one line saying why it cannot be written. On a full disk the space held for it is
+    given back and the merge tried again; if that fails too, the submission written at the start stands."""
     try:
         supervisor.merge()
+        return
     except OSError as exc:
-        raise UserError(f"{supervisor.run_dir / SUBMISSION_FILE}: cannot write the submission "
-                        f"({exc.strerror or one_line(exc)})") from None
+        error = exc
+    if space is not None and space.release():
+        log.warning("the disk is full: merging into the space held for it")
+        try:
+            supervisor.merge()
+            return
+        except OSError as exc:
+            error = exc
+    path = supervisor.run_dir / SUBMISSION_FILE
+    standing = "; the one written when the run started stands (fallback attempts)" if path.exists() else ""
+    raise UserError(f"{path}: cannot write the submission ({error.strerror or one_line(error)}){standing}") from None
 
 
 def supervise(supervisor: Supervisor, started: float) -> None:
