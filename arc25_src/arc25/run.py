@@ -665,7 +665,7 @@ class MergeSpace:
     FILE = ".merge-space"
 
     def __init__(self, run_dir: Path, tasks: dict[str, Task]) -> None:
-        self.path = run_dir / claims.CLAIMS_DIR / self.FILE
+        self.path = run_dir / self.FILE
         self.size = 16384 + self.BYTES_PER_TEST_INPUT * sum(len(t.test_inputs) for t in tasks.values())
 
     def __enter__(self) -> MergeSpace:
