@@ -10,7 +10,8 @@ RUN_DIR/
     workers/worker-<k>.status.json      {worker, pid, state, tasks: [{task_id, phase, epoch}], engine, ...}
     workers/worker-<k>.timeline.jsonl   one line per task attempt
     workers/worker-<k>.engine.jsonl     one line per engine call (generate / train), for busy time
-    submission.json
+    submission.json                     written when the run starts (fallbacks), at the deadline and at the end
+    .merge-space                        disk space held for the final merge while the workers run (arc25.run)
 
 Logs are best effort: the timeline, the engine log and the status files are written through
 `append_log_line` / `write_status`, which drop what cannot be written (a full disk, an unwritable path)
