@@ -5,7 +5,7 @@ ARC training tasks, one row per hostile case:
 
 - hung engine: the first engine call of the run never returns (the scripted backend's `hang_marker`) and the
   watchdog is off (`run.engine_stall_s=0`): the stuck worker holds its task until the parent stops it;
-- hung engine + watchdog: the same with `run.engine_stall_s=3`: the worker gives its tasks up, the other
+- hung engine + watchdog: the same with `run.engine_stall_s=8`: the worker gives its tasks up, the other
   worker redoes them, and the run ends on its own, before the deadline;
 - programs running: every program sleeps until the executor's timeout (60 s), so each task is mid-execution
   at the deadline;
@@ -14,7 +14,7 @@ ARC training tasks, one row per hostile case:
 `deadline -> exit` is the process's exit time minus run.json's deadline (negative: it ended before it);
 `limit -> exit` is the exit minus started_at + time_limit_s (the run's own bound: must be negative).
 
-    python bench/bench_deadline_exit.py [--time-limit 20] [--reserve 4] [--workers 2]
+    python bench/bench_deadline_exit.py [--time-limit 30] [--reserve 4] [--workers 2]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> None:
     from arc25.metrics import format_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--time-limit", type=float, default=20.0)
+    parser.add_argument("--time-limit", type=float, default=30.0)
     parser.add_argument("--reserve", type=float, default=4.0)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -102,9 +102,9 @@ def main() -> None:
         hang = {"hang_marker": str(folder / "hung")}
         cases = [
             ("hung engine, watchdog off", model_file(folder, "hang1", ordinary, **hang), ["run.engine_stall_s=0"], {}),
-            ("hung engine, engine_stall_s=3", model_file(folder, "hang2", ordinary,
+            ("hung engine, engine_stall_s=8", model_file(folder, "hang2", ordinary,
                                                          hang_marker=str(folder / "hung2")),
-             ["run.engine_stall_s=3", "run.tasks_per_worker=3"], {}),
+             ["run.engine_stall_s=8", "run.tasks_per_worker=3", "run.gather_s=0.5"], {}),
             ("programs running at the deadline", model_file(folder, "sleep", [answer(
                 "    import time\n    time.sleep(600)\n    return input_grid")]),
              ["execution.timeout_s=60", "run.tasks_per_worker=3"], {}),

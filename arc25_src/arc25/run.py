@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 RUN_LOCK = "run.lock"  # in claims/: held by the parent for the whole run
 TASK_ORDERS = ("longest_first", "shortest_first", "file")
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
+KILL_WAIT_S = 5.0  # SIGKILL -> giving up on the process (a task in uninterruptible sleep can outlive SIGKILL)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the workers, merge, exit
 MODEL_FOLDER_BACKENDS = ("hf", "vllm", "unsloth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -361,6 +362,16 @@ class WorkerProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def kill(self) -> None:
+        """SIGKILL, and a bounded wait: a process stuck in the kernel (a hung driver call) may outlive even
+        SIGKILL, and the parent must still merge and exit."""
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.error("worker %d (pid %d) did not exit %.0f s after SIGKILL (stuck in the kernel?); leaving it",
+                      self.index, self.pid, KILL_WAIT_S)
+
     def close(self) -> None:
         if self.log_file is not None:
             self.log_file.close()
@@ -501,8 +512,7 @@ class Supervisor:
                 status_age_s(path, status, time.time()) > self.config.run.stale_after_s
             if stale:  # even its heartbeat thread is stuck
                 log.error("worker %d (pid %d) stopped responding; killing it", worker.index, worker.pid)
-                worker.signal(signal.SIGKILL)
-                worker.proc.wait()
+                worker.kill()
             else:
                 return
         code = worker.proc.returncode
@@ -548,8 +558,7 @@ class Supervisor:
             try:
                 worker.proc.wait(timeout=max(0.0, limit - time.time()))
             except subprocess.TimeoutExpired:
-                worker.signal(signal.SIGKILL)
-                worker.proc.wait()
+                worker.kill()
         outcome = "stopped" if self.stop.signum else "deadline"
         for worker in running:
             self.exits[worker.index] = worker.proc.returncode
@@ -644,7 +653,7 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())
         supervisor = Supervisor(run_dir, task_set.everything, task_ids, config, devices, deadline, grace_s, progress,
                                 level, stop)
-        supervisor.merge()  # a valid, complete submission from the start: even a SIGKILL leaves one
+        final_merge(supervisor)  # a valid, complete submission from the start: even a SIGKILL leaves one
         with MergeSpace(run_dir, task_set.everything) as space:
             try:
                 supervise(supervisor, started)
@@ -666,7 +675,7 @@ class MergeSpace:
 
     def __init__(self, run_dir: Path, tasks: dict[str, Task]) -> None:
         self.path = run_dir / self.FILE
-        self.size = 16384 + self.BYTES_PER_TEST_INPUT * sum(len(t.test_inputs) for t in tasks.values())
+        self.size = 65536 + self.BYTES_PER_TEST_INPUT * sum(len(t.test_inputs) for t in tasks.values())
 
     def __enter__(self) -> MergeSpace:
         try:
@@ -706,7 +715,7 @@ def final_merge(supervisor: Supervisor, space: MergeSpace | None = None) -> None
         except OSError as exc:
             error = exc
     path = supervisor.run_dir / SUBMISSION_FILE
-    standing = "; the one written when the run started stands (fallback attempts)" if path.exists() else ""
+    standing = "; the last one written stands (at worst the fallback written at the start)" if path.exists() else ""
     raise UserError(f"{path}: cannot write the submission ({error.strerror or one_line(error)}){standing}") from None
 
 
