@@ -67,3 +67,27 @@ def test_without_gather_the_tasks_drift_into_separate_calls(tasks, executor, tmp
     sizes = [len(call) for call in backend.engine_calls]
     assert sizes[0] == 2 and 1 in sizes and len(sizes) > EPOCHS
     assert log.summary()["sequences_per_call"] < 8.0
+
+
+def test_a_solver_stopped_while_its_programs_run_is_stopped_not_failed(tasks, executor, tmp_path):
+    """Issue 18, defect 7: the run's deadline stops a task whose programs are running in the real executor;
+    their results arrive after the stop. It ends interrupted (a resumed run redoes it), with no error: on
+    the old code `executed()` then failed its phase assertion and the worker counted a crash."""
+    from concurrent.futures import wait
+
+    from arc25.scheduler import Scheduler
+    from arc25.search_and_learn import TaskSolver
+
+    backend = ScriptedBackend([SLEEPY])
+    solver = TaskSolver(tasks[1], backend, executor, config(0.0), 120.0, tmp_path)
+    queue = [solver]
+    with Scheduler(backend, executor, ["slot0"], lambda slot: queue.pop() if queue else None, gather_s=0.0,
+                   streaming=False) as scheduler:
+        scheduler.round()  # one engine call; the programs go to the executor thread
+        running = list(scheduler._pending)
+        assert solver.phase == "execute" and running
+        scheduler.stop(solver, "deadline")
+        wait(running)  # the programs finish after the stop
+        finished = scheduler.round()
+    assert finished == [solver] and scheduler.error(solver) is None
+    assert solver.state.stop_reason == "deadline" and solver.result().status == "interrupted"

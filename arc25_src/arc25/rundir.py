@@ -10,7 +10,14 @@ RUN_DIR/
     workers/worker-<k>.status.json      {worker, pid, state, tasks: [{task_id, phase, epoch}], engine, ...}
     workers/worker-<k>.timeline.jsonl   one line per task attempt
     workers/worker-<k>.engine.jsonl     one line per engine call (generate / train), for busy time
-    submission.json
+    submission.json                     written when the run starts (fallbacks), at the deadline and at the end
+    .merge-space                        disk space held for the final merge while the workers run (arc25.run)
+
+Logs are best effort: the timeline, the engine log and the status files are written through
+`append_log_line` / `write_status`, which drop what cannot be written (a full disk, an unwritable path)
+with one warning per file. Issue 18: a failed timeline write used to crash the workers and the parent
+before the merge, so a full disk cost the whole submission; results, claims and submission.json are
+not logs and still raise.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from arc25.errors import one_line
+from arc25.io import atomic_write_json
 from arc25.task_result import TaskResult
 
 log = logging.getLogger(__name__)
@@ -125,10 +135,61 @@ def last_line(path: Path) -> str:
         return "(no log)"
 
 
+_DROPPED: Counter[str] = Counter()  # log file -> lines or rewrites this process could not write
+
+
+def log_write_failed(path: Path, exc: OSError) -> None:
+    """Count a dropped log write; the first one per file says so in one warning line."""
+    _DROPPED[str(path)] += 1
+    if _DROPPED[str(path)] == 1:
+        log.warning("%s: cannot write (%s); dropping its lines (logs are best effort, results come first)",
+                    path, exc.strerror or one_line(exc))
+
+
+def dropped_log_writes() -> dict[str, int]:
+    return dict(_DROPPED)
+
+
+def append_log_line(path: Path, row: dict[str, Any]) -> bool:
+    """Append one JSON line to a log file, best effort: False (counted, warned once) when it cannot be written.
+    A single small write, so concurrent readers see whole lines."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        return True
+    except OSError as exc:
+        log_write_failed(path, exc)
+        return False
+
+
+def write_status(path: Path, data: dict[str, Any]) -> bool:
+    """Rewrite a worker's status file atomically, best effort. When it cannot be written, its mtime is still
+    touched (no space needed), so the parent, which reads the newer of `updated_at` and the mtime
+    (`status_age_s`), does not take a live worker on a full disk for a frozen one."""
+    try:
+        atomic_write_json(path, data)
+        return True
+    except OSError as exc:
+        log_write_failed(path, exc)
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return False
+
+
+def status_age_s(path: Path, status: dict[str, Any], now: float) -> float:
+    """Seconds since the worker last refreshed its status file (its content, or only its mtime on a full disk)."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return now - max(float(status.get("updated_at") or 0.0), mtime)
+
+
 def append_timeline(run_dir: str | Path, index: int, row: dict[str, Any]) -> None:
-    """One line per task attempt; a single small write, so concurrent readers see whole lines."""
-    with open(timeline_path(run_dir, index), "a") as f:
-        f.write(json.dumps(row, separators=(",", ":")) + "\n")
+    """One line per task attempt (best effort, `append_log_line`)."""
+    append_log_line(timeline_path(run_dir, index), row)
 
 
 def timeline_row(index: int, task_id: str, start: float, outcome: str, result: TaskResult | None) -> dict[str, Any]:

@@ -41,7 +41,6 @@ engine call fails the solvers that were in it. Engine time is logged per call
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -51,6 +50,7 @@ from typing import Callable, Iterator
 
 from arc25.backends.base import Backend, streams
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
+from arc25.rundir import append_log_line
 from arc25.search_and_learn import ADAPTER_SLOT, Job, TaskSolver
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,7 @@ class EngineLog:
             self.running_s += span.running * (span.end - span.start)
             self.running_span_s += span.end - span.start
         if self.path is not None:
-            with open(self.path, "a") as f:  # one small write per line: readers see whole lines
-                f.write(json.dumps(asdict(span), separators=(",", ":")) + "\n")
+            append_log_line(self.path, asdict(span))  # best effort: a full disk costs log lines, not the run
 
     def summary(self, now: float | None = None) -> dict[str, float]:
         wall = max(1e-9, (now or time.time()) - self.started)
@@ -215,9 +214,13 @@ class Scheduler:
         return self.errors.get(id(solver))
 
     def stop(self, solver: TaskSolver, reason: str) -> None:
-        """End a solver now (e.g. the run's deadline), once its learn step (if one runs) has returned."""
+        """End a solver now (e.g. the run's deadline), once its learn step (if one runs) has returned.
+
+        Its programs may still be running: their results are dropped, not handed to a solver that is done
+        (issue 18: that failed an assertion, so a task stopped by the deadline counted as a crash)."""
         self._wait_training(solver)
         self._abort(solver)
+        self._drop_executions(solver)
         solver.stop(reason)
 
     def remove(self, solver: TaskSolver) -> None:
@@ -227,9 +230,12 @@ class Scheduler:
             self._abort(solver)
             self.solvers.remove(solver)
             self.free.append(solver.adapter)
-            for future, owner in list(self._pending.items()):
-                if owner is solver:
-                    del self._pending[future]  # its programs still run; nobody reads them
+            self._drop_executions(solver)
+
+    def _drop_executions(self, solver: TaskSolver) -> None:
+        for future, owner in list(self._pending.items()):
+            if owner is solver:
+                del self._pending[future]  # its programs still run; nobody reads them
 
     def _wait_training(self, solver: TaskSolver) -> None:
         for future, owner in list(self._training.items()):

@@ -36,15 +36,15 @@ from typing import Any
 from arc25 import claims
 from arc25.config import Config, config_from_dict
 from arc25.errors import USER_ERROR_EXIT, UserError
-from arc25.io import atomic_write_json
-from arc25.rundir import (RUN_FILE, append_timeline, engine_path, read_json_or_none, status_path, tasks_dir,
-                          timeline_row)
+from arc25.rundir import (RUN_FILE, append_timeline, dropped_log_writes, engine_path, read_json_or_none,
+                          status_path, tasks_dir, timeline_row, write_status)
 from arc25.tasks import Task, load_tasks_tolerant
 
 log = logging.getLogger("arc25.workers")  # not __name__: workers run this module as __main__
 
 FAULT_ENV = "ARC25_FAULT_INJECT"
 POLL_S = 0.5
+ENGINE_STALLED_EXIT = 70  # the watchdog gave the tasks up (Heartbeat); the parent restarts the worker
 
 
 class StatusFile:
@@ -61,18 +61,35 @@ class StatusFile:
     def update(self, **fields: Any) -> None:
         with self.lock:
             self.data.update(fields, updated_at=time.time())
-            atomic_write_json(self.path, self.data)
+            write_status(self.path, self.data)  # best effort: a full disk must not kill the worker
 
 
 class Heartbeat(threading.Thread):
-    """Keeps the status file and the claims in flight fresh while the main thread is inside a long call."""
+    """Keeps the status file and the claims in flight fresh while the main thread is inside a long call,
+    and is the worker's watchdog: when the main thread has made no progress (`progress()`) for `stall_s`
+    with tasks in flight before the run's deadline, the engine is stuck in a call that will not return
+    (issue 18: 3 tasks held for 66 s while the other worker idled). It then releases those tasks as
+    crashed, so other workers take them at once (a task that stalls engines `max_crashes` times is given
+    up), and exits with ENGINE_STALLED_EXIT: the parent restarts the worker with a fresh engine."""
 
-    def __init__(self, run_dir: Path, status: StatusFile, every_s: float) -> None:
+    def __init__(self, run_dir: Path, status: StatusFile, every_s: float, stall_s: float = 0.0,
+                 deadline: float = math.inf, max_crashes: int = 2) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.run_dir, self.status, self.every_s = run_dir, status, every_s
+        self.stall_s, self.deadline, self.max_crashes = stall_s, deadline, max_crashes
         self.claims: dict[str, claims.Claim] = {}  # task id -> claim in flight
         self.lost: set[str] = set()  # tasks whose claim was taken over
         self.halt = threading.Event()
+        self.progress_at = time.time()
+
+    def progress(self) -> None:
+        """The main thread went round its loop: its engine is not stuck."""
+        self.progress_at = time.time()
+
+    def stalled_s(self, now: float) -> float:
+        """How long the main thread has been stuck with tasks in flight; 0 when it is not (or may be)."""
+        idle = now - self.progress_at
+        return idle if self.stall_s > 0 and self.claims and idle > self.stall_s and now < self.deadline else 0.0
 
     def run(self) -> None:
         parent = os.getppid()
@@ -80,10 +97,28 @@ class Heartbeat(threading.Thread):
             if os.getppid() != parent:  # the run is gone; don't hold a GPU nobody will merge for
                 log.error("the parent process died; exiting")
                 os._exit(1)
+            stalled = self.stalled_s(time.time())
+            if stalled:
+                self.give_up(stalled)
             try:
                 self.beat()
             except Exception:  # a missed beat is harmless; a dead heartbeat thread is not
                 log.exception("heartbeat failed")
+
+    def give_up(self, stalled_s: float) -> None:
+        """The engine is stuck: release the tasks in flight as crashed and exit (the main thread cannot be
+        interrupted inside the engine call)."""
+        log.error("engine stalled: no progress for %.0f s with task(s) %s in flight; releasing them to the other "
+                  "workers and exiting (exit %d) to be restarted", stalled_s, ", ".join(sorted(self.claims)),
+                  ENGINE_STALLED_EXIT)
+        for claim in list(self.claims.values()):
+            try:
+                claims.release(self.run_dir, claim, claims.FAILED, self.max_crashes)
+            except Exception as exc:  # noqa: BLE001 - the takeover of a dead worker's claims covers it
+                log.error("task %s: cannot release the claim (%s); the other workers take it over", claim.task_id,
+                          exc)
+        logging.shutdown()
+        os._exit(ENGINE_STALLED_EXIT)
 
     def beat(self) -> None:
         for task_id, claim in list(self.claims.items()):
@@ -164,6 +199,7 @@ class Worker:
                        gather_s=self.config.run.gather_s, streaming=self.config.run.streaming,
                        concurrent_training=self.config.run.concurrent_training) as scheduler:
             while True:
+                self.heartbeat.progress()
                 self.stop_lost_and_late(scheduler)
                 for solver in scheduler.round():
                     self.finish(solver, scheduler.error(solver))
@@ -282,7 +318,8 @@ def worker_main(run_dir: Path, index: int) -> int:
     config = config_from_dict(run["config"])
     n_workers = int(run["n_workers"])
     status = StatusFile(run_dir, index, run["devices"][index])
-    heartbeat = Heartbeat(run_dir, status, config.run.heartbeat_s)
+    heartbeat = Heartbeat(run_dir, status, config.run.heartbeat_s, config.run.engine_stall_s, float(run["deadline"]),
+                          config.run.max_attempts_per_task)
     heartbeat.start()
     tasks = load_tasks_tolerant(run["challenges"], run.get("solutions")).tasks
     log.info("worker %d: pid %d, device %s, %d tasks, %d in flight", index, os.getpid(), run["devices"][index],
@@ -304,6 +341,8 @@ def worker_main(run_dir: Path, index: int) -> int:
     memory = device_memory()
     if memory:
         log.info("GPU memory: peak allocated %.2f GiB, device used %.2f GiB of %.2f", *memory)
+    for path, count in dropped_log_writes().items():
+        log.warning("%s: %d write(s) dropped", path, count)
     status.update(state="exited", tasks=[], engine=summary)
     backend.close()
     return 0

@@ -5,11 +5,17 @@ Test double for the model, not for anything else: it drives the real loop
 programs whose behaviour is known, in milliseconds. It records every call so tests
 can check what the loop asked of the model.
 `model.path` may point to a JSON file `{"completions": [...]}` to use it from the CLI.
+
+A hung engine, for the watchdog tests: with `"hang_marker": PATH` in that file, the first
+generate call (in any process of the run) that creates PATH blocks for ever, inside the
+call, as a stuck driver or a deadlocked engine would; every other call answers.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -21,9 +27,12 @@ from arc25.errors import UserError
 class ScriptedBackend:
     max_adapters_per_call = 1 << 30
 
-    def __init__(self, completions: list[str], tokens_per_s: float | None = None) -> None:
+    def __init__(self, completions: list[str], tokens_per_s: float | None = None,
+                 hang_marker: str | None = None) -> None:
         """`tokens_per_s`: pretend to decode at this speed (one token per character), so deadlines
-        and budgets can be tested without a model; None: answer at once."""
+        and budgets can be tested without a model; None: answer at once. `hang_marker`: see the module
+        docstring."""
+        self.hang_marker = hang_marker
         if not completions:
             raise ValueError("a scripted backend needs at least one completion")
         self.completions = list(completions)
@@ -43,14 +52,24 @@ class ScriptedBackend:
     def from_file(cls, path: str | Path) -> ScriptedBackend:
         try:
             data = json.loads(Path(path).read_text())
-            return cls([str(c) for c in data["completions"]], data.get("tokens_per_s"))
+            return cls([str(c) for c in data["completions"]], data.get("tokens_per_s"), data.get("hang_marker"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: not a scripted-completions file ({exc})") from None
 
     def generate(self, requests: list[GenerationRequest]) -> Completions:
         self.engine_calls.append(list(requests))
+        self._hang_once()
         with self.timings.measure("generate"):
             return [self._answer(r) for r in requests]
+
+    def _hang_once(self) -> None:
+        if self.hang_marker is None:
+            return
+        try:
+            os.close(os.open(self.hang_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another call hung already
+        threading.Event().wait()  # blocked in a lock for ever: only a signal ends this process
 
     def _answer(self, request: GenerationRequest) -> list[list[Completion]]:
         if request.adapter is not None and request.adapter not in self.adapters:
