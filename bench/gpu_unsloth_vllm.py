@@ -11,9 +11,22 @@ What it does, in one process:
      --answer-tokens answer, with the project's loss (arc25.backends.unsloth.UnslothBackend.loss);
   5. hands K adapter versions to vLLM from memory and generates 8 x K completions of --max-tokens
      tokens (ignore_eos: random weights would otherwise stop anywhere), K different adapters in one call;
-  6. trains once more after generation (alternation must not fragment into an OOM).
+  6. trains once more after generation (alternation must not fragment into an OOM);
+  7. --workload: the Kaggle round on real ARC-AGI-2 prompt lengths: K tasks (the prompts at the K
+     quantiles of the --workload-challenges file that fit max_seq_len), each 8 dihedral prompts x n = 8
+     (64 predictions) under its own trained adapter, new tokens from 512 (first task) to 1024 (last), all
+     submitted at once to the running engine and stepped until done or --workload-window-s: decode
+     tokens/s, sequences vLLM runs at once per step, preemptions, hand-over of the K adapters;
+  8. --parity DIR: training loss on a fixed sample (a real prompt + a planted program) over
+     --parity-steps steps from the same LoRA init, and next-token log-probabilities on the sample's answer
+     positions through the training model under the base model and under one adapter. The bf16 run
+     writes them with its trained adapter to DIR; the --fp8 run imports that adapter and reports the KL
+     divergence KL(bf16 || fp8), top-1 agreement and both entropies at the same positions. Random
+     weights give broad distributions (logit std ~1.3 over 128k entries); the trained adapter makes the
+     answer positions peaked, the case a real model is in.
 
-Needs CUDA, vLLM and unsloth (see docs/benchmarks.md for the offline wheel set).
+--fp8 loads the weights as FP8 (unsloth.load_in_fp8). Needs CUDA, vLLM and unsloth (see
+docs/benchmarks.md for the offline wheel set).
 Run: python bench/gpu_unsloth_vllm.py --cap-gib 22 --vllm-gib 18.5 --k 2
 """
 
@@ -89,8 +102,8 @@ def make_8b(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def longest_prompts(challenges: list[str], tokenizer, count: int):
-    """(tokens, task id, messages) of the `count` longest real ARC prompts, longest first."""
+def all_prompts(challenges: list[str], tokenizer, limit: int | None = None):
+    """(tokens, task id, messages) of every test input's plain prompt, at most `limit` tokens long."""
     from arc25.prompts import PromptSpec, build_messages, tokenize_prompt
     from arc25.tasks import load_tasks
 
@@ -99,7 +112,16 @@ def longest_prompts(challenges: list[str], tokenizer, count: int):
         for task_id, task in load_tasks(path).items():
             for i in range(len(task.test_inputs)):
                 messages = build_messages(task, PromptSpec(test_index=i))
-                found.append((len(tokenize_prompt(tokenizer, messages)), task_id, messages))
+                n = len(tokenize_prompt(tokenizer, messages))
+                if limit is None or n <= limit:
+                    found.append((n, task_id, messages))
+    return found
+
+
+def longest_prompts(challenges: list[str], tokenizer, count: int, limit: int | None = None):
+    """(tokens, task id, messages) of the `count` longest real ARC prompts (of at most `limit` tokens),
+    longest first, one per task."""
+    found = all_prompts(challenges, tokenizer, limit)
     found.sort(key=lambda item: -item[0])
     seen, out = set(), []
     for item in found:
