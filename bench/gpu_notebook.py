@@ -308,7 +308,8 @@ def main() -> int:
     ap.add_argument("--wheelhouse", type=Path, help="the wheels dataset's wheelhouse (default: EVAL/wheelhouse)")
     ap.add_argument("--stage", type=Path, default=Path(os.environ.get("ARC25_STAGE", "/tmp")))
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
-    ap.add_argument("--end-by", type=float, help="epoch seconds the notebook must end by (default: now + 7 min)")
+    ap.add_argument("--end-by", type=float, help="epoch seconds the notebook must end by (the device call's end)")
+    ap.add_argument("--budget-s", type=float, default=400, help="the notebook's time from now, at most (400)")
     ap.add_argument("--tasks", type=int, help=f"test-file tasks (default: {TASKS_PER_GPU} per GPU)")
     ap.add_argument("--self-check-tasks", type=int, default=TASKS_PER_GPU)
     ap.add_argument("--reserve-s", type=float, default=45, help="rerun: the notebook's RESERVE_S")
@@ -319,7 +320,7 @@ def main() -> int:
     if args.mode == "pack":
         return pack(args.dest or REPO / ".whl" / "nb")
     started = time.time()
-    end_by = args.end_by or started + 420
+    end_by = min(args.end_by or float("inf"), started + args.budget_s)
     stage = args.stage / f"nb-{args.mode}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -347,7 +348,7 @@ def main() -> int:
     test_file = build_kaggle_input(inputs, test_tasks, model, eval_challenges=args.eval / EVAL_FILES[0],
                                    eval_solutions=args.eval / EVAL_FILES[1],
                                    wheelhouse=wheelhouse if wheelhouse.is_dir() else None, link_model=True,
-                                   env=build_env)
+                                   env=build_env, code_wheels=sorted(wheelhouse.glob("arc25-*.whl")))
     python = layered_venv(stage / "venv")
     jupyter = kernel_spec(stage, python)
     print(f"tree and kernel venv built in {time.time() - t0:.0f} s under {stage}; {len(test_tasks)} test tasks; "

@@ -33,12 +33,14 @@ def _arc25(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 def build_kaggle_input(inputs: Path, test_tasks: dict, model_dir: Path, *, eval_challenges: Path | None = None,
                        eval_solutions: Path | None = None, wheelhouse: Path | None = None,
-                       link_model: bool = False, env: dict[str, str] | None = None) -> Path:
+                       link_model: bool = False, env: dict[str, str] | None = None,
+                       code_wheels: list[Path] | None = None) -> Path:
     """Build INPUT (see the module docstring); returns the competition's test file.
 
     `test_tasks`: the test file's content (task id -> task JSON). The code dataset is staged from this
-    checkout by `arc25 package` (the wheel is built offline); `link_model` links the model folder instead of
-    copying it (the 8B shape's 15 GiB)."""
+    checkout by `arc25 package` (the wheel is built offline), or, if that build fails and `code_wheels` names a
+    prebuilt arc25 wheel (a machine without setuptools), holds that wheel; `link_model` links the model folder
+    instead of copying it (the 8B shape's 15 GiB)."""
     competition = inputs / COMPETITION
     competition.mkdir(parents=True)
     test_file = competition / "arc-agi_test_challenges.json"
@@ -51,9 +53,14 @@ def build_kaggle_input(inputs: Path, test_tasks: dict, model_dir: Path, *, eval_
     if wheelhouse is not None:
         datasets.append(["--out", str(inputs / "datasets" / "alice" / "arc25-wheels"), "--id", "alice/arc25-wheels",
                          "--wheels", str(wheelhouse)])
-    for args in datasets:
+    for i, args in enumerate(datasets):
         proc = _arc25("package", *args, env=env)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and i == 0 and code_wheels:
+            print(f"arc25 package failed ({proc.stderr.strip().splitlines()[-1:]}): the code dataset holds "
+                  f"{code_wheels[-1].name}, built beforehand", flush=True)
+            Path(args[1]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(code_wheels[-1], Path(args[1]) / code_wheels[-1].name)
+        elif proc.returncode != 0:
             raise RuntimeError(f"arc25 package {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
     mount = inputs / MODEL_MOUNT
     mount.parent.mkdir(parents=True)
