@@ -111,7 +111,7 @@ def parse_worker(index: int, log_text: str, status: dict, started_at: float | No
             w.ended_at = log_time(line)
         if m := MEMORY.search(line):
             w.peak_allocated_gib, w.device_used_gib = float(m.group(1)), float(m.group(2))
-        if ENGINE_LINE.search(line) and len(w.engine_lines) < 3:
+        if " arc25." in line and ENGINE_LINE.search(line) and len(w.engine_lines) < 3:  # arc25's own loggers
             w.engine_lines.append(line[:200])
         w.unsloth_seen = w.unsloth_seen or "Unsloth" in line
     if w.ended_at and w.run_s is not None and started_at:
