@@ -9,6 +9,12 @@
 #   overlap  bench/gpu_overlap.py: one call vs k calls vs continuous refill, and training on a second thread
 #   stream P S [MODES]  bench_epochs k = 1 vs 4 at P predictions per task, S samples per learn step, per engine mode
 #            (lockstep: one call per round, gather 3 s; stream; stream+train: the default)
+#   notebook commit|rerun [ARGS]  kaggle_notebook.ipynb through nbclient against a /kaggle-like tree under
+#            $STAGE/nb-MODE (bench/gpu_notebook.py; needs .whl/nb and the nbclient set in .whl/extra), on every
+#            GPU, ending by the call's ~9.5 min (NB_CALL_S); ARGS: --fp8, --tasks N, --set K=V
+#   fp8 bf16|fp8|"bf16 fp8" [ARGS]  bench/gpu_unsloth_vllm.py on GPU 0, 22 GiB cap, K = 4: the longest ARC-AGI-2
+#            prompt's training steps, the workload (4 tasks x 64 predictions, 512-1024 new tokens, cut at
+#            WINDOW s, 150) and the parity against the bf16 run (run bf16 first; each process ~5 min)
 # Usage: bash bench/gpu_kaggle_shape.sh MODE [ARGS]   (EVAL: a folder with the ARC-AGI-1 evaluation files)
 set -uo pipefail
 START=$(date +%s)
@@ -90,5 +96,29 @@ run8b)
   grep -h -E "peak|GiB" "$STAGE"/dry-8b/workers/*.log 2>/dev/null | tail -8
   tar czf "$OUT/dry_8b.tgz" -C "$STAGE" dry-8b/report dry-8b/workers dry-8b/submission.json 2>/dev/null
   ;;
-*) echo "usage: $0 epochs|prefill|overlap|stream P S [MODES]|kratio [P]|run8b [N]"; exit 2;;
+notebook)
+  NB=${2:-commit}
+  python3 bench/gpu_notebook.py "$NB" --model "$MODEL" --eval .whl/nb --stage "$STAGE" --out "$OUT" \
+    --end-by $(( START + ${NB_CALL_S:-570} )) "${@:3}" > "$OUT/notebook-$NB.log" 2>&1
+  echo "notebook $NB: exit $?"; quiet < "$OUT/notebook-$NB.log" | grep -v -E "^(INFO|WARNING|\[rank)|Unsloth" | tail -45
+  ;;
+fp8)  # with 2+ GPUs and both weights asked, the two processes run at once (fp8's parity waits for bf16's reference)
+  W=(${2:-bf16}); N=$(echo "$GPUS" | tr , '\n' | wc -l); PAR=$([ ${#W[@]} -gt 1 ] && [ "$N" -gt 1 ] && echo 1)
+  one() {  # one() GPU WEIGHTS [args]
+    local gpu=$1 w=$2; shift 2; mkdir -p "$OUT/$w"
+    CUDA_VISIBLE_DEVICES=$gpu python3 bench/gpu_unsloth_vllm.py --model-dir "$MODEL" --out "$OUT/$w" --cap-gib 22 \
+      --vllm-gib 17 --k 4 --fp8-kv --steps 2 --answer-tokens 1024 --max-num-batched-tokens 2048 \
+      --challenges .whl/nb/arc-agi_evaluation_challenges.json --generate-calls 0 --workload \
+      --workload-window-s ${WINDOW:-150} --parity "$STAGE/parity" --parity-wait-s $([ -n "$PAR" ] && echo 300 || echo 0) \
+      $([ "$w" = fp8 ] && echo --fp8) "$@" > "$OUT/fp8-$w.log" 2>&1
+    echo "$w: exit $?"; grep -E "^\||Error|error|KV cache|Model loading took" "$OUT/fp8-$w.log" | tail -40
+  }
+  if [ -n "$PAR" ]; then
+    one 0 "${W[0]}" "${@:3}" > "$OUT/fp8-${W[0]}.out" & one 1 "${W[1]}" "${@:3}" > "$OUT/fp8-${W[1]}.out"
+    wait; cat "$OUT/fp8-${W[0]}.out" "$OUT/fp8-${W[1]}.out"
+  else
+    for w in "${W[@]}"; do one 0 "$w" "${@:3}"; done
+  fi
+  ;;
+*) echo "usage: $0 epochs|prefill|overlap|stream P S [MODES]|kratio [P]|run8b [N]|notebook commit|rerun|fp8 WEIGHTS"; exit 2;;
 esac

@@ -2,7 +2,10 @@
 # Build the offline unsloth + vLLM packs that bench/gpu_unsloth_vllm.sh installs on a GPU machine
 # without network (CPython 3.12, torch 2.11.0+cu130, transformers 5.17 already there).
 # Output in .whl/ (git-ignored): vllm-slim.tar.zst.part-{0,1} (~54 MiB each), deps.tar.zst (~25 MiB),
-# extra/*.whl and the ARC evaluation tasks, so that each part travels in one device call (64 MiB limit).
+# extra/*.whl (importlib_metadata, and nbclient + ipykernel with their closure for the notebook mode, ~13 MiB:
+# the device image has neither), bin/ (zstd: the image has none), the ARC evaluation tasks and nb/ (bench/
+# gpu_notebook.py pack: the ARC-AGI-2 evaluation files, a small wheels dataset), so that each part travels in
+# one device call (64 MiB limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl/us .whl/extra
@@ -13,8 +16,21 @@ P=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi
 python3 -m pip download "${P[@]}" -d .whl/us unsloth==2026.10.9 unsloth_zoo==2026.10.9 bitsandbytes==0.50.2 \
   torchao==0.18.0 trl==1.15.0 datasets==4.8.5 fsspec==2026.2.0 tyro==1.0.17 diffusers==0.42.1 \
   cut_cross_entropy==25.1.1 json5 nest-asyncio structlog hf_transfer multiprocess==0.70.19 dill==0.4.1 \
-  docstring_parser typeguard shtab
+  docstring_parser typeguard shtab compressed-tensors==0.17.0 loguru==0.7.3
+# compressed-tensors (unsloth.load_in_fp8, pinned by vLLM 0.26.0) needs torch, transformers, pydantic (vLLM's set)
+# and loguru; loguru needs nothing on Linux (METADATA, 2026-12-02).
 python3 -m pip download "${P[@]}" -d .whl/extra importlib_metadata
+# nbclient + ipykernel as resolved for CPython 3.12 (2026-12-02), less what the image or vLLM's set has
+# (attrs, packaging, psutil, pygments, python-dateutil, typing_extensions, pyzmq)
+python3 -m pip download "${P[@]}" -d .whl/extra nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0 \
+  jupyter_client==8.10.0 jupyter_core==5.9.1 traitlets==5.16.1 ipython==9.18.1 comm==0.2.3 debugpy==1.8.22 \
+  matplotlib-inline==0.2.2 nest-asyncio2==1.7.4 tornado==6.6.1 platformdirs==4.14.9 fastjsonschema==2.22.3 \
+  jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+  ipython-pygments-lexers==1.1.1 jedi==0.20.1 parso==0.8.7 pexpect==4.9.0 ptyprocess==0.7.0 \
+  prompt_toolkit==3.0.53 wcwidth==0.9.4 stack_data==0.6.3 executing==2.3.0 asttokens==3.0.2 pure-eval==0.2.4
+mkdir -p .whl/bin && cp "$(command -v zstd)" .whl/bin/ && \
+  ldd "$(command -v zstd)" | awk '/=> \//{print $3}' | grep -v -E "libc\.so|ld-linux" | xargs -r cp -L -t .whl/bin/
+python3 bench/gpu_notebook.py pack .whl/nb
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -32,4 +48,5 @@ rm -rf "$work/d/studio" "$work/d/test" "$work/d"/*.data
 find "$work/d/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete
 tar cf - -C "$work/d" . | zstd -19 -T0 -q -o .whl/deps.tar.zst
 cp ../shared/data/arc-prize-2024/arc-agi_evaluation_challenges.json .whl/arc-eval-2024.json
+mkdir -p .whl/eval2024 && cp ../shared/data/arc-prize-2024/arc-agi_evaluation_challenges.json .whl/eval2024/
 ls -l .whl/*.zst*

@@ -85,3 +85,18 @@ def test_doctor_cli_bad_tasks_file_is_one_line(tmp_path):
     result = run_cli("doctor", "--challenges", str(bad))
     assert result.returncode == 2
     assert "bad.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fp8_weights_leave_the_kv_cache_the_difference():
+    """unsloth.load_in_fp8: the decoder's linear layers at one byte per parameter, embeddings and head bf16
+    (8.46 GiB; with 4 LoRA slots the 9.18 GiB vLLM reported on an H200, issue 21); the share is unchanged,
+    so the 6.5 GiB saved become KV cache (the H200 run had 121,616 tokens)."""
+    bf16, fp8 = (plan(load_config(overrides=["model.backend=unsloth", f"unsloth.load_in_fp8={v}"]), ModelShape(),
+                      L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575) for v in ("false", "true"))
+    weights = {p.items[1].note.split()[0]: p.items[1].gib for p in (bf16, fp8)}
+    assert weights["bf16"] == pytest.approx(14.96, abs=0.01) and weights["fp8"] == pytest.approx(8.46, abs=0.01)
+    assert fp8.items[1].gib + fp8.items[2].gib == pytest.approx(9.18, abs=0.01)  # weights + 4 LoRA slots
+    assert fp8.gpu_gib == pytest.approx(bf16.gpu_gib) and fp8.fits
+    assert 120_000 < fp8.kv_tokens and fp8.kv_tokens >= 5 * 15_776  # issue 21's target: 5x the bf16 plan's cache
+    assert any("compute capability >= 9.0" in a for a in fp8.advice)  # an L4 (8.9): unsloth refuses FP8 there
+    assert not any("load_in_fp8" in a for a in bf16.advice)

@@ -1,12 +1,12 @@
 """The Kaggle notebook, executed headless through nbclient on CPU against a temporary /kaggle-like tree.
 
-The tree is what Kaggle mounts: the competition folder, the code dataset (the arc25 wheel
-staged by `arc25 package` from this checkout) under /kaggle/input/<slug>, the wheels
-dataset (a wheelhouse from `arc25 wheels`, staged with `arc25 package --wheels`) under
-/kaggle/input/datasets/<owner>/<slug>, and the tiny generated model under
-/kaggle/input/<model>/<framework>/<variation>/<version>. The kernel runs in a fresh
-virtual environment (it sees this environment's torch and co.; the GPU stack cannot
-install on CPU) and installs arc25 from the wheels with --no-index, as on Kaggle.
+The tree is what Kaggle mounts (tests/kaggle_tree.py, shared with bench/gpu_notebook.py, which runs
+this notebook on a GPU): the competition folder, the code dataset (the arc25 wheel staged by
+`arc25 package` from this checkout) under /kaggle/input/<slug>, the wheels dataset (a wheelhouse
+from `arc25 wheels`, staged with `arc25 package --wheels`) under /kaggle/input/datasets/<owner>/<slug>,
+and the tiny generated model under /kaggle/input/<model>/<framework>/<variation>/<version>.
+The kernel runs in a fresh virtual environment (it sees this environment's torch and co.; the
+GPU stack cannot install on CPU) and installs arc25 from the wheels with --no-index, as on Kaggle.
 
 Three runs: a commit run (self-check on evaluation tasks + a valid submission for the
 placeholder test file), the competition rerun (every task of the test file, absolute
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import zipfile
 
 import nbformat
@@ -27,9 +26,9 @@ from nbclient import NotebookClient
 from arc25.submission import validate_submission
 from arc25.tasks import load_tasks
 from helpers import EVAL_2025, EVAL_2025_SOLUTIONS, REPO, TEST_2025
-from kaggle_helpers import run_arc25, small_wheelhouse, system_venv
+from kaggle_helpers import small_wheelhouse, system_venv
+from kaggle_tree import KERNEL, build_kaggle_input, kernel_spec
 
-KERNEL = "arc25-kaggle-venv"
 # The tiny model with CPU-sized sampling: the machinery is under test, not the model.
 TINY_RUN_ARGS = " ".join(f"--set {s}" for s in (
     "sampling.max_tokens=16", "sampling.n_per_prompt=2", "search.predictions_per_epoch=2",
@@ -42,26 +41,12 @@ def kaggle_input(tmp_path_factory, tiny_model_dir):
     """A /kaggle/input-like tree and a kernelspec for a fresh venv; returns (input, jupyter_path, venv)."""
     root = tmp_path_factory.mktemp("kaggle")
     inputs = root / "input"
-    competition = inputs / "arc-prize-2025"
-    competition.mkdir(parents=True)
     test = json.loads(TEST_2025.read_text())
     smallest = sorted(test, key=lambda t: len(json.dumps(test[t])))[:TEST_TASKS]
-    (competition / "arc-agi_test_challenges.json").write_text(json.dumps({t: test[t] for t in smallest}))
-    shutil.copy(EVAL_2025, competition / EVAL_2025.name)
-    shutil.copy(EVAL_2025_SOLUTIONS, competition / EVAL_2025_SOLUTIONS.name)
-    for args in (["--out", str(inputs / "arc25-code"), "--id", "alice/arc25-code"],
-                 ["--out", str(inputs / "datasets" / "alice" / "arc25-wheels"), "--id", "alice/arc25-wheels",
-                  "--wheels", str(small_wheelhouse(tmp_path_factory))]):
-        proc = run_arc25("package", *args)
-        assert proc.returncode == 0, proc.stderr
-    shutil.copytree(tiny_model_dir, inputs / "llama-3.1-arc-potpourri-induction-8b" / "transformers" / "default" / "1")
+    build_kaggle_input(inputs, {t: test[t] for t in smallest}, tiny_model_dir, eval_challenges=EVAL_2025,
+                       eval_solutions=EVAL_2025_SOLUTIONS, wheelhouse=small_wheelhouse(tmp_path_factory))
     venv = system_venv(tmp_path_factory)
-    spec = root / "jupyter" / "kernels" / KERNEL
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "arc25 kaggle venv", "language": "python"}))
-    return inputs, root / "jupyter", venv
+    return inputs, kernel_spec(root, venv / "bin" / "python", KERNEL), venv
 
 
 def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, expect_installed: bool = True, **settings: str):
@@ -70,6 +55,7 @@ def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, expect_installed: 
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # this machine's pip.conf adds a local find-links
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # Kaggle has none; a checkout on it would shadow the installed arc25
     env = {"ARC25_INPUT": str(inputs), "ARC25_WORK": str(work), "ARC25_RUN_ARGS": TINY_RUN_ARGS,
            "ARC25_MIN_RUN_S": "10", "ARC25_SELF_CHECK_TASKS": "1", "ARC25_SELF_CHECK_S": "120"} | settings
     for key, value in env.items():

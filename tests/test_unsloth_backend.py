@@ -30,6 +30,7 @@ from arc25.backends.unsloth import (  # noqa: E402
     EngineRow,
     Loaded,
     UnslothBackend,
+    fp8_problem,
     load_with_unsloth,
     unsloth_utilization,
 )
@@ -412,3 +413,51 @@ def test_vllms_share_is_asked_of_the_free_memory(monkeypatch):
     assert utilization * 74.6 == pytest.approx(17.0)  # what unsloth hands vLLM: 17 GiB, not 16.0
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (int(10 * gib), int(22.5 * gib)))
     assert unsloth_utilization(17.0) == 0.98  # more than is free: capped, vLLM reports the shortfall
+
+
+def test_fp8_weights_reach_unsloths_loader_and_an_l4_is_refused_in_one_line(monkeypatch):
+    """unsloth.load_in_fp8 becomes from_pretrained(load_in_fp8=True). Stand-ins (unsloth and CUDA cannot run
+    here): a `unsloth` module whose FastLanguageModel records its arguments, and torch.cuda's queries of an
+    H200 (9.0) or an L4 (8.9). unsloth 2026.10.9 quantizes on the fly only from 9.0
+    (_get_fp8_mode_and_check_settings); the backend says so before loading anything."""
+    import sys
+    import types
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(path, **kwargs):
+            seen.update(kwargs)
+            raise Stop
+
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = FastLanguageModel
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    gib = 1024**3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=140 * gib))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (130 * gib, 140 * gib))
+    config = Config()
+    config.unsloth.load_in_fp8 = True
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
+    with pytest.raises(Stop):
+        load_with_unsloth(config, 4)
+    assert seen["load_in_fp8"] is True and seen["load_in_4bit"] is False and seen["fast_inference"] is True
+    config.unsloth.load_in_fp8 = False
+    with pytest.raises(Stop):
+        load_with_unsloth(config, 4)
+    assert seen["load_in_fp8"] is False  # the default: bf16 weights
+    config.unsloth.load_in_fp8 = True
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (8, 9))
+    seen.clear()
+    with pytest.raises(UserError, match=r"compute capability >= 9.0 .*this GPU is 8.9"):
+        load_with_unsloth(config, 4)
+    assert not seen  # refused before unsloth was asked
+    assert "exclude each other" in fp8_problem(True, True, (9, 0))
+    assert fp8_problem(False, True, (8, 9)) is None and fp8_problem(True, False, (9, 0)) is None

@@ -186,6 +186,12 @@ class UnslothConfig:
     memory_cap_gib: float = 0.0  # > 0: cap the process at this much (an L4-sized run on a bigger card)
     fp8_kv_cache: bool = True  # 64 KiB per token instead of 128 for the 8B model (L4 and H100 support fp8)
     load_in_4bit: bool = False  # 4-bit base (~5.5 GiB): room for more KV and tasks, at some quality cost
+    # FP8 weights (unsloth's load_in_fp8: vLLM quantizes per channel at load, and the trainer trains the
+    # LoRAs on the same FP8 weights): 8.46 GiB instead of 14.96 for the 8B (embeddings and head stay bf16;
+    # vLLM reported 9.18 with 4 LoRA slots on an H200), the rest goes to the KV cache.
+    # unsloth 2026.10.9 quantizes on the fly only on compute capability >= 9.0 (H100); an L4 is 8.9
+    # (arc25.backends.unsloth.fp8_problem). Needs compressed-tensors 0.17.0 and loguru beside vLLM.
+    load_in_fp8: bool = False
     max_num_seqs: int = 64  # sequences vLLM runs at once
     # vLLM's prefill chunk: bounds its activation reserve (0.51 GiB at 4096), which comes out of the KV
     # cache. Decoding is KV-bound on an L4's share: 2048 gave 15.9k KV tokens instead of 12.2k and

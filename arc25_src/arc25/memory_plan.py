@@ -134,6 +134,19 @@ def training_activation_gib(shape: ModelShape, tokens: int, answer_tokens: int, 
     return (per_layer + kept + head) / GIB
 
 
+def unsloth_weights_gib(shape: ModelShape, load_in_4bit: bool, load_in_fp8: bool) -> tuple[float, str]:
+    """The shared weights in vLLM and what they are. 4-bit: NF4 with its scales (0.5625 bytes per
+    parameter); FP8: one byte per parameter of the decoder's linear layers (vLLM's per-channel scales are
+    4 bytes per output row: negligible). The embeddings and the LM head stay bf16 in both: 8.46 GiB for
+    the 8B in FP8, which with 4 rank-32 LoRA slots is the 9.18 GiB vLLM reported on an H200 (issue 21)."""
+    embed = 2 * shape.vocab * shape.hidden
+    if load_in_4bit:
+        return ((shape.params - embed) * 0.5625 + embed * 2) / GIB, "4-bit"
+    if load_in_fp8:
+        return ((shape.params - embed) + embed * 2) / GIB, "fp8 (embeddings and head bf16)"
+    return shape.params * 2 / GIB, "bf16"
+
+
 def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longest_prompt: int) -> MemoryPlan:
     """The per-worker plan for `config` on a card with `usable_gib`, given the longest prompt's tokens."""
     backend = config.model.backend
@@ -157,15 +170,13 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)
-        if uc.load_in_4bit:
-            embed = 2 * shape.vocab * shape.hidden
-            weights = ((shape.params - embed) * 0.5625 + embed * 2) / GIB
+        weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, uc.load_in_fp8)
         slots = tasks * lora * 2 * VLLM_SLOT_FACTOR / GIB
         vllm_acts = (uc.max_num_batched_tokens * (2 * shape.intermediate + 4 * shape.hidden) * 2 * VLLM_ACT_FACTOR / GIB
                      + VLLM_NON_TORCH_GIB)
         kv = uc.vllm_gib - weights - slots - vllm_acts
         items += [Item("vLLM share (unsloth.vllm_gib)", uc.vllm_gib, "GPU", "taken at start: the 4 lines below"),
-                  Item("  weights (shared with training)", weights, "vLLM", "4-bit" if uc.load_in_4bit else "bf16"),
+                  Item("  weights (shared with training)", weights, "vLLM", weights_note),
                   Item(f"  LoRA slots ({tasks} = run.tasks_per_worker)", slots, "vLLM", f"rank {lc.rank}"),
                   Item("  vLLM activations", vllm_acts, "vLLM", f"max_num_batched_tokens={uc.max_num_batched_tokens}"),
                   Item("  KV cache", max(0.0, kv), "vLLM", "the rest of the share"
@@ -218,11 +229,16 @@ def advise(config: Config, p: MemoryPlan, train_tokens: int, longest_prompt: int
             if not uc.fp8_kv_cache:
                 out.append("set unsloth.fp8_kv_cache=true (half the KV cache per token)")
             out.append(f"lower training.max_seq_len below {train_tokens} (longer samples are skipped)")
-            if not uc.load_in_4bit:
+            if not uc.load_in_4bit and not uc.load_in_fp8:
+                out.append("set unsloth.load_in_fp8=true (weights ~8.5 GiB instead of 15; GPUs of compute "
+                           "capability >= 9.0)")
                 out.append("set unsloth.load_in_4bit=true (weights ~5.5 GiB instead of 15)")
         if p.kv_tokens < p.min_kv_tokens:
             out.append(f"raise unsloth.vllm_gib: the KV cache holds {p.kv_tokens} tokens, the longest prompt and "
                        f"answer need {p.min_kv_tokens}" + ("" if uc.fp8_kv_cache else "; or unsloth.fp8_kv_cache=true"))
+        if uc.load_in_fp8 and "L4" in p.card:  # compute capability 8.9 (arc25.backends.unsloth.fp8_problem)
+            out.append("unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0; "
+                       "an L4 is 8.9, so this plan loads on H100-class GPUs only")
         if config.run.tasks_per_worker > 1 and p.kv_tokens < p.kv_needed_tokens // 2:
             out.append(f"the KV cache holds {p.kv_tokens} of the {p.kv_needed_tokens} tokens that "
                        f"{config.run.tasks_per_worker} tasks' epochs would use at once: vLLM queues the rest "

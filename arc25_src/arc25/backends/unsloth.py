@@ -21,6 +21,9 @@ Import-guarded: this module imports without unsloth or vLLM (CPU tests drive eve
 loader and the engine, see tests/test_unsloth_backend.py); `load` needs CUDA, unsloth and vLLM.
 `UNSLOTH_VLLM_MERGED_ROLLOUT=0` is set before unsloth loads: its default folds one LoRA into the
 shared base weights for generation, which would serve every task in a mixed call with one adapter.
+`unsloth.load_in_fp8` loads the weights as FP8 (vLLM's online per-channel quantization; unsloth's
+trainer runs its FP8 linear layers with a backward on the same tensors): `fp8_problem` names the
+GPUs where unsloth refuses it.
 """
 
 from __future__ import annotations
@@ -238,6 +241,26 @@ def unsloth_utilization(vllm_gib: float) -> float:
     return min(0.98, vllm_gib * 1024**3 / free)
 
 
+FP8_MIN_CAPABILITY = (9, 0)  # unsloth's _get_fp8_mode_and_check_settings: "requires H100 GPUs or after"
+
+
+def fp8_problem(load_in_fp8: bool, load_in_4bit: bool, capability: tuple[int, int]) -> str | None:
+    """Why unsloth.load_in_fp8 cannot load on this GPU (one line), or None.
+
+    unsloth 2026.10.9 quantizes a bf16 checkpoint to FP8 at load only on compute capability >= 9.0
+    (`_get_fp8_mode_and_check_settings`, called by the fast_inference loader), although an L4 (8.9)
+    has FP8 matrix units; and FP8 excludes the 4-bit base."""
+    if not load_in_fp8:
+        return None
+    if load_in_4bit:
+        return "unsloth.load_in_fp8 and unsloth.load_in_4bit exclude each other: set one of them to false"
+    if tuple(capability) < FP8_MIN_CAPABILITY:
+        major, minor = capability
+        return (f"unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0 (H100); "
+                f"this GPU is {major}.{minor} (an L4 is 8.9): set unsloth.load_in_fp8=false")
+    return None
+
+
 def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     """The model through unsloth with fast_inference=True (vLLM owns the weights; training shares them)."""
     if not torch.cuda.is_available():
@@ -250,6 +273,9 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     except ImportError as exc:
         raise UserError(f"model.backend='unsloth': cannot import unsloth ({exc})") from None
     mc, uc, lc, tc = config.model, config.unsloth, config.lora, config.training
+    problem = fp8_problem(uc.load_in_fp8, uc.load_in_4bit, torch.cuda.get_device_capability(0))
+    if problem:
+        raise UserError(problem)
     cap = uc.memory_cap_gib
     total = torch.cuda.get_device_properties(0).total_memory / 1024**3
     if cap > 0:
@@ -258,7 +284,8 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     model, tokenizer = FastLanguageModel.from_pretrained(
         mc.path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
-        load_in_4bit=uc.load_in_4bit, fast_inference=True, gpu_memory_utilization=unsloth_utilization(uc.vllm_gib),
+        load_in_4bit=uc.load_in_4bit, load_in_fp8=uc.load_in_fp8, fast_inference=True,
+        gpu_memory_utilization=unsloth_utilization(uc.vllm_gib),
         max_lora_rank=lc.rank, max_loras=max_loras, float8_kv_cache=uc.fp8_kv_cache,
         max_num_seqs=uc.max_num_seqs, max_num_batched_tokens=uc.max_num_batched_tokens,
         enable_prefix_caching=True, random_state=config.seed)
