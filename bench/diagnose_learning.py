@@ -174,9 +174,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     heldout = None
     if args.reader:
-        from arc25.reader_model import heldout_tasks
+        from arc25.reader_model import heldout_tasks, model_real_heldout
 
-        heldout = heldout_tasks(args.reader, real=not args.no_real)
+        heldout = heldout_tasks(args.reader, real=None if args.no_real else model_real_heldout(args.model))
         tasks = [h.task for h in heldout]
     else:
         everything = load_tasks(SOURCE)

