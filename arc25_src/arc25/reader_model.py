@@ -127,10 +127,15 @@ SMOKE = dict(n_merges=600, tokenizer_documents=60, pool=240, chunk=60, steps=12,
 # Tasks
 
 
+@functools.lru_cache(maxsize=4)
+def _tasks(source: str) -> dict[str, Task]:
+    return load_tasks(source)
+
+
 def _small_and_expressed(job: tuple[str, str]) -> bool:
     from arc25.program_family import expressing_programs
 
-    task = load_tasks(job[0])[job[1]]
+    task = _tasks(job[0])[job[1]]
     grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
     return max(max(g.shape) for g in grids) <= REAL_MAX_SIDE and bool(expressing_programs(task, include_test=True))
 
@@ -140,7 +145,7 @@ def real_heldout_ids(cache: Path | None = None, workers: int = 0) -> dict[str, l
     else computed in `workers` processes (0: the CPU count less one) and written there."""
     if cache is not None and cache.exists():
         return json.loads(cache.read_text())
-    jobs = [(source, t) for source in REAL_SOURCES for t in sorted(load_tasks(source))]
+    jobs = [(source, t) for source in REAL_SOURCES for t in sorted(_tasks(source))]
     with ProcessPoolExecutor(max_workers=workers or max(1, (os.cpu_count() or 2) - 1),
                              mp_context=get_context("spawn")) as pool:
         hits = list(pool.map(_small_and_expressed, jobs, chunksize=4))
@@ -153,7 +158,7 @@ def real_heldout_ids(cache: Path | None = None, workers: int = 0) -> dict[str, l
 @functools.lru_cache(maxsize=2)
 def reader_sources(excluded: tuple[str, ...] = ()) -> list[list]:
     """Input grids of ARC-AGI-1 training tasks, less those of `excluded` (the real held-out tasks)."""
-    tasks = load_tasks(SOURCE_TASKS)
+    tasks = _tasks(SOURCE_TASKS)
     return source_grids({t: task for t, task in tasks.items() if t not in set(excluded)})
 
 
