@@ -45,6 +45,10 @@ learning solved, sampling not; lost: the reverse), summed over seeds.
 
     PYTHONPATH=arc25_src python bench/bench_learning.py --reader 34 --model build/reader/m \
         --backend vllm --device cuda --budgets 128 --seeds 0,1,2 --json $OUT/learning.json
+
+Learn-step knobs for a sweep (each applies to every arm): --learn-rate, and through --set
+training.max_samples_per_epoch (K relabeled samples per step), training.passes_per_epoch,
+lora.rank / lora.alpha, sampling.temperature, augment.enabled.
 """
 
 from __future__ import annotations
@@ -195,7 +199,8 @@ def reader_base(args) -> list[str]:
             f"sampling.max_tokens={args.max_tokens}", f"sampling.n_per_prompt={args.n_per_prompt}",
             f"vllm.max_loras={args.in_flight}", f"run.tasks_per_worker={args.in_flight}",
             f"vllm.max_model_len={args.max_model_len}", f"vllm.max_num_seqs={args.max_num_seqs}",
-            f"training.learning_rate={args.learn_rate}"]
+            f"training.learning_rate={args.learn_rate}",
+            "training.gradient_checkpointing=false"]  # a small model: memory is plentiful, time is not
 
 
 def ensure_reader(args) -> None:

@@ -413,13 +413,25 @@ class ReaderTrainer:
         self.model.to(torch.bfloat16).save_pretrained(self.folder)
 
 
-def _new_folder(folder: Path, settings: ReaderSettings, corpus: list[str]) -> None:
-    from arc25.tiny_model import make_tiny_model
+def _new_folder(folder: Path, settings: ReaderSettings, corpus: list[str], tokenizer_from: Path | None = None
+                ) -> None:
+    """A random-weight model folder of the size; its tokenizer trained on `corpus`, or copied from
+    `tokenizer_from` (every size of a curve shares one tokenizer, so one encoded data pool)."""
+    import shutil
+
+    from arc25.tiny_model import _save_model, make_tiny_model
 
     size = SIZES[settings.size]
-    make_tiny_model(folder, seed=settings.seed, hidden=size.hidden, layers=size.layers, heads=size.heads,
-                    kv_heads=size.kv_heads, intermediate=size.intermediate, n_merges=settings.n_merges,
-                    extra_corpus=corpus)
+    dims = dict(hidden=size.hidden, layers=size.layers, heads=size.heads, kv_heads=size.kv_heads,
+                intermediate=size.intermediate)
+    if tokenizer_from is None:
+        make_tiny_model(folder, seed=settings.seed, n_merges=settings.n_merges, extra_corpus=corpus, **dims)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in tokenizer_from.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy2(f, folder / f.name)
+    _save_model(folder, settings.seed, **dims)
 
 
 def _corpus(settings: ReaderSettings, excluded: tuple[str, ...]) -> list[str]:
@@ -468,7 +480,7 @@ def make_reader_curve(out_dir: str | Path, sizes: list[str], settings: ReaderSet
         sized = replace(settings, size=size)
         t0 = time.monotonic()
         if size != sizes[0]:
-            _new_folder(folders[size], sized, corpus)
+            _new_folder(folders[size], sized, corpus, tokenizer_from=folders[sizes[0]])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             trainer = ReaderTrainer(folders[size], sized)
