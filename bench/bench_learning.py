@@ -199,7 +199,7 @@ def reader_base(args) -> list[str]:
             f"sampling.max_tokens={args.max_tokens}", f"sampling.n_per_prompt={args.n_per_prompt}",
             f"vllm.max_loras={args.in_flight}", f"run.tasks_per_worker={args.in_flight}",
             f"vllm.max_model_len={args.max_model_len}", f"vllm.max_num_seqs={args.max_num_seqs}",
-            f"training.learning_rate={args.learn_rate}",
+            f"training.learning_rate={args.learn_rate}", f"training.batch_size={args.learn_batch}",
             "training.gradient_checkpointing=false"]  # a small model: memory is plentiful, time is not
 
 
@@ -342,13 +342,22 @@ def main() -> None:
     reader.add_argument("--max-tokens", type=int, default=512, help="sampling.max_tokens")
     reader.add_argument("--n-per-prompt", type=int, default=8, help="sampling.n_per_prompt")
     reader.add_argument("--max-model-len", type=int, default=4096, help="vllm.max_model_len")
-    reader.add_argument("--max-num-seqs", type=int, default=512, help="vllm.max_num_seqs")
+    reader.add_argument("--max-num-seqs", type=int, default=1024, help="vllm.max_num_seqs")
     reader.add_argument("--learn-rate", type=float, default=1e-3, help="training.learning_rate of the learn step")
+    reader.add_argument("--learn-batch", type=int, default=4,
+                        help="training.batch_size: samples per optimizer step (the config's 1 takes ~4x the learn "
+                             "time: a learn step's optimizer steps are launch-bound on a small model)")
     reader.add_argument("--reader-size", help="build the reader into --model if missing: this size")
     reader.add_argument("--reader-steps", type=int, default=0, help="... with these steps (curve.json)")
     reader.add_argument("--reader-minutes", type=float, default=2.0, help="... or these minutes")
+    reader.add_argument("--table-from", metavar="JSON", help="print the reader tables of a --json file and stop")
     args = parser.parse_args()
 
+    if args.table_from:
+        runs = json.loads(Path(args.table_from).read_text())["runs"]
+        arms, budgets = list(dict.fromkeys(r["arm"] for r in runs)), list(dict.fromkeys(r["budget"] for r in runs))
+        print(reader_tables(runs, arms, budgets, len(runs[0]["tasks"])))
+        return
     if args.reader:
         if not args.model:
             parser.error("--reader needs --model (a reader folder)")

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 READER_FORMAT_VERSION = 1
 N_TRAIN_CHOICES = (2, 3, 3, 4)
-HELDOUT_SEED = 25  # the held-out benchmark tasks' generator seed (never a training seed: see _chunk_seed)
+HELDOUT_SEED = 25  # the benchmark tasks' seeds are -(10 * HELDOUT_SEED + steps): never a training chunk's (>= 0)
 
 # The real ARC-AGI-1 tasks the family expresses, by bench_learning's rule (every grid at most 10 cells a
 # side, train AND test pairs reproduced by one program of the family, one or two steps, searched by
@@ -200,7 +200,7 @@ def heldout_tasks(n_per_stratum: int, settings: ReaderSettings = ReaderSettings(
     excluded = tuple((real or {}).get(SOURCE_TASKS, ()))
     out = []
     for steps in (1, 2, 3):
-        made = reader_tasks(settings, n_per_stratum, HELDOUT_SEED * 10 + steps, True, steps, excluded)
+        made = reader_tasks(settings, n_per_stratum, -(HELDOUT_SEED * 10 + steps), True, steps, excluded)
         for i, (task, program) in enumerate(made):
             out.append(HeldOutTask(replace(task, task_id=f"heldout-{steps}-{i:03d}"),
                                    f"{steps} step{'s' if steps > 1 else ''}", program))
@@ -264,10 +264,10 @@ class Validation:
 
 
 def validation(settings: ReaderSettings, folder: Path, excluded: tuple[str, ...]) -> Validation:
-    # seeds of the held-out validation (-1, -2) are never chunk seeds (those are >= 0) nor HELDOUT_SEED's
-    held = reader_tasks(settings, settings.val_tasks, -1, True, excluded=excluded)
-    in_split = reader_tasks(settings, settings.val_tasks, -2, False, excluded=excluded)
-    rng = random.Random(-3)
+    # negative seeds: never a training chunk's (>= 0), the tokenizer corpus's (-2) nor the benchmark's (-25x)
+    held = reader_tasks(settings, settings.val_tasks, -11, True, excluded=excluded)
+    in_split = reader_tasks(settings, settings.val_tasks, -12, False, excluded=excluded)
+    rng = random.Random(-13)
     decoys = [(reader_decoy(task, rng)[0], program) for task, program in held]
     enc = functools.partial(_encode_tasks, str(folder))
     return Validation(enc(held), enc(in_split), enc(held), enc(decoys))
@@ -323,8 +323,10 @@ class ReaderTrainer:
 
         return [t.to(self.device, non_blocking=True) for t in _batch(rows, self.vocab, [{}] * len(rows))]
 
-    def train(self, pool: list[tuple[list[int], int]], progress: bool = True) -> dict:
-        """Train for settings.steps, or for settings.minutes (steps fitted after a measured start)."""
+    def train(self, pool: list[tuple[list[int], int]], progress: bool = True, val: Validation | None = None
+              ) -> dict:
+        """Train for settings.steps, or for settings.minutes (steps fitted after a measured start).
+        With `val`, also evaluated at a quarter and half of the steps (the curve against minutes)."""
         import torch
         import torch.nn.functional as F
 
@@ -338,6 +340,7 @@ class ReaderTrainer:
         losses, tokens, started = [], 0, time.monotonic()
         probe_start = started
         step = 0
+        history = []
         while step < steps:
             rows = [pool[i] for i in next(batches)]
             ids, mask, labels, positions = self._tensors(rows)
@@ -354,9 +357,13 @@ class ReaderTrainer:
             step += 1
             if step == probe[0] or step == probe[1] or step % 100 == 0 or step == steps:
                 losses.append((step, loss.item()))  # .item() syncs: only now and then
-                if progress:
+                if progress or step % 500 == 0:
                     log.info("reader %s step %d/%s: loss %.4f, %.0f s", settings.size, step,
                              steps if steps < 10**9 else "?", losses[-1][1], time.monotonic() - started)
+            if val is not None and steps < 10**9 and step in (steps // 4, steps // 2) and step > probe[1]:
+                history.append({"step": step, "minutes": round((time.monotonic() - started) / 60, 2),
+                                **self.evaluate(val)})
+                log.info("reader %s at step %d: %s", settings.size, step, history[-1])
             if step == probe[0]:
                 probe_start = time.monotonic()
             if not settings.steps and step == probe[1]:
@@ -367,7 +374,7 @@ class ReaderTrainer:
                          settings.minutes)
         if self.device == "cuda":
             torch.cuda.synchronize()
-        return {"steps": step, "tokens": tokens, "train_seconds": time.monotonic() - started,
+        return {"steps": step, "tokens": tokens, "train_seconds": time.monotonic() - started, "history": history,
                 "first_loss": losses[0][1] if losses else None, "last_loss": losses[-1][1] if losses else None}
 
     def row_nll(self, rows: list[tuple[list[int], int]], batch_tokens: int | None = None) -> list[float]:
@@ -484,8 +491,9 @@ def make_reader_curve(out_dir: str | Path, sizes: list[str], settings: ReaderSet
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             trainer = ReaderTrainer(folders[size], sized)
-            run = trainer.train(pool, progress)
+            run = trainer.train(pool, progress, val)
         metrics = trainer.evaluate(val)
+        metrics["history"] = run["history"]
         trainer.save()
         atomic_write_text(folders[size] / REAL_FILE, json.dumps(real, indent=1) + "\n")
         point = CurvePoint(size, trainer.body_parameters, trainer.parameters, run["steps"], run["tokens"],
@@ -528,4 +536,11 @@ def curve_table(points: list[CurvePoint]) -> str:
                      f"{p.minutes:.2f} | {p.first_loss:.3f} -> {p.last_loss:.3f} | {m['val_loss_heldout']:.3f} | "
                      f"{m['val_loss_in_split']:.3f} | {m['reads_fraction']:.0%} | "
                      f"{m['reading_margin']:+.3f} / {m['reading_margin_median']:+.3f} |")
+    lines += ["", "during training (the curve against minutes)", "",
+              "| size | step | minutes | val loss held-out | val loss in-split | reads | margin mean |",
+              "|---|---|---|---|---|---|---|"]
+    for p in points:
+        for h in p.metrics.get("history", []) + [{**p.metrics, "step": p.steps, "minutes": p.minutes}]:
+            lines.append(f"| {p.size} | {h['step']} | {h['minutes']:.2f} | {h['val_loss_heldout']:.3f} | "
+                         f"{h['val_loss_in_split']:.3f} | {h['reads_fraction']:.0%} | {h['reading_margin']:+.3f} |")
     return "\n".join(lines)
