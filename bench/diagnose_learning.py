@@ -18,6 +18,13 @@ not the relabeled prompts the adapter trained on):
 plus each epoch's train-pass count and best fraction of correct train grids. A
 table per task, then the means over tasks. One process, the given torch threads.
 
+With --reader N (a reader model: `arc25 make-tiny-model --reader`), the tasks are the
+reader's held-out tasks (`arc25.reader_model.heldout_tasks`: N per stratum of 1, 2 and 3
+held-out steps, then the real ARC-AGI-1 tasks the family expresses), the right program a
+synthetic task's own, and the decoys reader programs; the check also prints, per stratum,
+the fraction of tasks whose right programs are likelier on the true prompt than on the
+decoy prompt and the mean margin (decoy minus true, nats per answer token).
+
 First, a check that needs no sampling (`--reads-only`: only this): does the base model
 read the train *outputs* at all? Per task, the mean -log p per answer token of its right
 programs on its own prompt and on a decoy prompt (same inputs, outputs made by another,
@@ -56,32 +63,24 @@ def nll(backend, adapter: str | None, samples) -> float:
     with torch.no_grad(), backend.using(adapter) as model:
         for sample in samples:
             ids, labels = backend.encode(sample)
-            losses.append(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item())
+            device = next(model.parameters()).device
+            losses.append(model(input_ids=torch.tensor([ids], device=device),
+                                labels=torch.tensor([labels], device=device)).loss.item())
     return statistics.mean(losses) if losses else float("nan")
 
 
-def decoy_task(task, rng):
-    """`task` with its train outputs replaced by those of a random family program (another answer)."""
-    from arc25.program_family import colours_of, random_program
-    from arc25.tasks import Example, Task
+def reads_outputs(task, backend, rng, max_right: int = 4, right_programs=None, decoy=None) -> dict:
+    """-log p per token of the right programs and of a decoy program, on the true and the decoy prompt.
 
-    inputs = [ex.input for ex in task.train]
-    while True:
-        program = random_program(rng, colours_of(inputs))
-        outputs = [program.run(g) for g in inputs]
-        if all(o is not None for o in outputs) and not all(
-                o.shape == ex.output.shape and (o == ex.output).all() for o, ex in zip(outputs, task.train)):
-            return Task(task.task_id, [Example(g, o) for g, o in zip(inputs, outputs)], task.test_inputs), program
-
-
-def reads_outputs(task, backend, rng, max_right: int = 4) -> dict:
-    """-log p per token of the right programs and of a decoy program, on the true and the decoy prompt."""
+    `right_programs`: the task's right programs (default: the family programs that solve it);
+    `decoy(task, rng)`: the decoy task and program (default `program_family.decoy_task`)."""
     from arc25.backends.base import TrainSample
-    from arc25.program_family import expressing_programs
+    from arc25.program_family import decoy_task, expressing_programs
     from arc25.prompts import build_messages, format_answer
 
-    decoy, program = decoy_task(task, rng)
-    right = [format_answer(p.code) for p in expressing_programs(task, include_test=True)[:max_right]]
+    decoy, program = (decoy or decoy_task)(task, rng)
+    right_programs = right_programs or expressing_programs(task, include_test=True)
+    right = [format_answer(p.code) for p in right_programs[:max_right]]
     true_prompt, decoy_prompt = build_messages(task), build_messages(decoy)
     on = lambda prompt, answers: nll(backend, None, [TrainSample(prompt, a) for a in answers])  # noqa: E731
     return {"right_true": on(true_prompt, right), "right_decoy": on(decoy_prompt, right),
@@ -125,6 +124,24 @@ def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[d
     return rows
 
 
+def reading_summary(reads: list[dict]) -> str:
+    """Per stratum and in all: tasks whose right programs are likelier on the true prompt than on the
+    decoy prompt, and the margin (right on decoy minus right on true, nats per answer token)."""
+    lines = ["| tasks | n | reads (right likelier on true) | margin mean | margin median |", "|---|---|---|---|---|"]
+    groups: dict[str, list[dict]] = {}
+    for r in reads:
+        if r["right_true"] == r["right_true"]:  # not NaN: the task has a right program
+            groups.setdefault(r.get("stratum", "all"), []).append(r)
+    if len(groups) > 1:
+        groups["all"] = [r for rs in list(groups.values()) for r in rs]
+    for name, rs in groups.items():
+        margins = [r["right_decoy"] - r["right_true"] for r in rs]
+        lines.append(f"| {name} | {len(rs)} | {sum(m > 0 for m in margins)}/{len(rs)} "
+                     f"({sum(m > 0 for m in margins) / len(rs):.0%}) | {statistics.mean(margins):+.4f} | "
+                     f"{statistics.median(margins):+.4f} |")
+    return "\n".join(lines)
+
+
 def fmt(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -140,6 +157,10 @@ def main() -> None:
     parser.add_argument("--model", help="model folder (default: the warm model, built on first use)")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--reads-only", action="store_true", help="only the does-it-read-the-outputs check")
+    parser.add_argument("--reader", type=int, metavar="N",
+                        help="the reader's held-out tasks, N per stratum (with --model: a reader folder)")
+    parser.add_argument("--no-real", action="store_true", help="with --reader: synthetic held-out tasks only")
+    parser.add_argument("--device", default="cpu", help="the HF backend's device (cpu, cuda)")
     args = parser.parse_args()
 
     import torch
@@ -151,15 +172,22 @@ def main() -> None:
     from arc25.warm_model import warm_model_path
 
     torch.set_num_threads(args.threads)
-    everything = load_tasks(SOURCE)
-    tasks = [everything[t] for t in args.task_ids.split(",")] if args.task_ids else chosen_tasks(args.tasks)
+    heldout = None
+    if args.reader:
+        from arc25.reader_model import heldout_tasks, model_real_heldout
+
+        heldout = heldout_tasks(args.reader, real=None if args.no_real else model_real_heldout(args.model))
+        tasks = [h.task for h in heldout]
+    else:
+        everything = load_tasks(SOURCE)
+        tasks = [everything[t] for t in args.task_ids.split(",")] if args.task_ids else chosen_tasks(args.tasks)
     model_dir = args.model or str(warm_model_path(default_cache_dir()))
     k = args.epochs
     # every epoch runs (no early stop on a solve): we want to see what the later learn steps do
     config = load_config(None, [
         f"seed={args.seed}", f"model.path={model_dir}", "model.backend=hf", "search.learn=true",
         f"search.max_epochs={k}", f"search.predictions_per_epoch={args.predictions // k}",
-        f"search.max_predictions={args.predictions}", "search.stop_distinct_outputs=1000",
+        f"search.max_predictions={args.predictions}", "search.stop_distinct_outputs=1000", f"model.device={args.device}",
         "search.stop_agreeing_programs=1000", *search_settings(WARM_SETTINGS), *args.overrides])
     backend = load_backend(config)
     backend.create_adapter(ADAPTER)
@@ -169,10 +197,21 @@ def main() -> None:
     print("| task | right on true | right on decoy | decoy on decoy | decoy on true | decoy program |\n"
           "|---|---|---|---|---|---|")
     rng = random.Random(args.seed)
-    for task in tasks:
-        r = reads_outputs(task, backend, rng)
+    reads = []
+    for i, task in enumerate(tasks):
+        if heldout is not None:
+            from arc25.reader_model import reader_decoy
+
+            program = heldout[i].program
+            r = reads_outputs(task, backend, rng, right_programs=[program] if program else None, decoy=reader_decoy)
+            r["stratum"] = heldout[i].stratum
+        else:
+            r = reads_outputs(task, backend, rng)
+        reads.append(r)
         print(f"| {task.task_id} | {r['right_true']:.3f} | {r['right_decoy']:.3f} | {r['decoy_decoy']:.3f} | "
               f"{r['decoy_true']:.3f} | {r['decoy']} |", flush=True)
+    print()
+    print(reading_summary(reads))
     if args.reads_only:
         return
     print()

@@ -12,11 +12,18 @@ the text is a template and only the slots vary.
 A family *task* is made by running a program on real ARC input grids (windows of the
 inputs of one ARC task) and showing the pairs like a BARC training prompt: three
 examples and one test input. The program's text is then that task's answer.
+
+*Reader tasks* (the end of this module, for `arc25.reader_model`) draw from the same steps
+plus counting steps, one to three steps of different categories, and split programs by a
+hash rule (`held_out`): a held-out program never appears in the reader's training data,
+so reading it on a held-out task means reading its parameters from the train outputs. The
+functions above are unchanged by them (the warmed model's data stays what it was).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import random
 from dataclasses import dataclass
@@ -193,7 +200,8 @@ def lines(a: Sequence[int], b: Sequence[int]) -> list[Step]:
     return steps
 
 
-STEP_GENERATORS: dict[str, Callable[[Sequence[int], Sequence[int]], list[Step]]] = {
+Generator = Callable[[Sequence[int], Sequence[int]], list[Step]]
+STEP_GENERATORS: dict[str, Generator] = {
     "geometry": geometry, "colour": colour_maps, "crop": crops, "scale": scalings,
     "objects": object_filters, "gravity": gravity, "lines": lines,
 }
@@ -247,11 +255,13 @@ def colours_of(grids: Sequence[np.ndarray]) -> list[int]:
     return sorted({int(v) for g in grids for v in np.unique(g)})
 
 
-def random_step(rng: random.Random, present: Sequence[int], category: str | None = None) -> Step:
+def random_step(rng: random.Random, present: Sequence[int], category: str | None = None,
+                generators: dict[str, Generator] | None = None) -> Step:
     """A step of a random category (uniform over categories), its colour slots drawn from `present`."""
-    category = category or rng.choice(list(STEP_GENERATORS))
+    generators = generators or STEP_GENERATORS
+    category = category or rng.choice(list(generators))
     writable = sorted(set(rng.sample(range(10), 3)) | {0} | set(present[:1]))
-    return rng.choice(STEP_GENERATORS[category](present, writable))
+    return rng.choice(generators[category](present, writable))
 
 
 def random_program(rng: random.Random, present: Sequence[int], two_step_p: float = 0.5) -> FamilyProgram:
@@ -274,16 +284,21 @@ def source_grids(tasks: dict[str, Task]) -> list[list[np.ndarray]]:
 
 
 def family_task(rng: random.Random, sources: list[list[np.ndarray]], max_side: int, n_train: int = 3,
-                max_cells: int | None = None, tries: int = 50, min_side: int = 3) -> tuple[Task, FamilyProgram] | None:
+                max_cells: int | None = None, tries: int = 50, min_side: int = 3,
+                draw: Callable[[random.Random, list[int]], FamilyProgram | None] | None = None
+                ) -> tuple[Task, FamilyProgram] | None:
     """A task made by a random family program on windows of one real ARC task's inputs.
 
     Rejects programs that fail on a window or change nothing (the answer must be readable
     from the pairs), and tasks of more than `max_cells` cells in all (prompt length).
+    `draw(rng, colours)`: the program (default `random_program`); None rejects the try.
     """
     for _ in range(tries):
         inputs = rng.choice(sources)
         grids = [random_window(rng, rng.choice(inputs), max_side, min_side) for _ in range(n_train + 1)]
-        program = random_program(rng, colours_of(grids))
+        program = (draw or random_program)(rng, colours_of(grids))
+        if program is None:
+            continue
         outputs = [program.run(g) for g in grids]
         if any(o is None for o in outputs):
             continue
@@ -350,3 +365,54 @@ def expressing_programs(task: Task, two_steps: bool = True, include_test: bool =
             if all(_same(_apply(second, m), target) for m, (_, target) in zip(middles, pairs)):
                 found.append(FamilyProgram((first, second)))
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader tasks: the program is read from the train outputs (arc25.reader_model)
+
+
+def counts(a: Sequence[int], b: Sequence[int]) -> list[Step]:
+    """Outputs whose size is a count: of objects (colour read from the outputs) or of one colour's pixels."""
+    steps = [Step("count", "counting", f"make a row of {COLOR_WORDS[y]} pixels, one for every object",
+                  (_OBJECTS, f"output_grid = np.full((1, len(objects)), {_c(y)})")) for y in b if y != 0]
+    steps += [Step("count", "counting", f"make a row of {COLOR_WORDS[x]} pixels, one for every {COLOR_WORDS[x]} pixel",
+                   (f"output_grid = np.full((1, np.sum(output_grid == {_c(x)})), {_c(x)})",)) for x in a if x != 0]
+    return steps
+
+
+READER_GENERATORS: dict[str, Generator] = {**STEP_GENERATORS, "count": counts}
+HELD_OUT_MOD = 8  # one program in 8 (by the hash of its text) is held out of the reader's training
+
+
+def held_out(program: FamilyProgram) -> bool:
+    """The split rule: a program is held out iff the SHA-256 of its text is 0 modulo HELD_OUT_MOD."""
+    return int(hashlib.sha256(program.code.encode()).hexdigest()[:12], 16) % HELD_OUT_MOD == 0
+
+
+def reader_program(rng: random.Random, present: Sequence[int], n_steps: int) -> FamilyProgram:
+    """`n_steps` steps of different categories (uniform over READER_GENERATORS), colour slots as random_step."""
+    categories = rng.sample(list(READER_GENERATORS), n_steps)
+    return FamilyProgram(tuple(random_step(rng, present, c, READER_GENERATORS) for c in categories))
+
+
+def reader_task(rng: random.Random, sources: list[list[np.ndarray]], n_steps: int, held: bool, max_side: int = 10,
+                n_train: int = 3, max_cells: int = 400, tries: int = 400) -> tuple[Task, FamilyProgram] | None:
+    """A family task (`family_task`'s rules) whose program has `n_steps` steps and is held out iff `held`."""
+    def draw(rng: random.Random, present: list[int]) -> FamilyProgram | None:
+        program = reader_program(rng, present, n_steps)
+        return program if held_out(program) == held else None
+
+    return family_task(rng, sources, max_side, n_train=n_train, max_cells=max_cells, tries=tries, draw=draw)
+
+
+def decoy_task(task: Task, rng: random.Random,
+               draw: Callable[[random.Random, list[int]], FamilyProgram] | None = None) -> tuple[Task, FamilyProgram]:
+    """`task` with its train outputs replaced by those of another program (`draw(rng, colours)`, default
+    `random_program`): the same inputs, so a model that ignores the outputs cannot tell the prompts apart."""
+    inputs = [ex.input for ex in task.train]
+    while True:
+        program = (draw or random_program)(rng, colours_of(inputs))
+        outputs = [program.run(g) for g in inputs]
+        if all(o is not None for o in outputs) and not all(
+                o.shape == ex.output.shape and np.array_equal(o, ex.output) for o, ex in zip(outputs, task.train)):
+            return Task(task.task_id, [Example(g, o) for g, o in zip(inputs, outputs)], task.test_inputs), program

@@ -129,6 +129,71 @@ class LiveVocab:
         self.n_dead = vocab_size - len(self.ids)
 
 
+class LiveModel:
+    """The model's live vocabulary rows as their own parameters, and one shared head row for the dead ids.
+
+    Every dead id (never an input, never a target) shares one head row: trained as one class of
+    n_dead equal logits, it learns to sit far below the live ones, so sampling never picks a dead id
+    even on prompts unlike the training ones (a zero row would give them logit 0: 124k ids of mass).
+    """
+
+    def __init__(self, model: Any, vocab: LiveVocab) -> None:
+        import torch
+
+        self.model, self.vocab = model, vocab
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        emb.requires_grad_(False)
+        head.requires_grad_(False)
+        self.emb_live = torch.nn.Parameter(emb.data[vocab.ids.to(emb.device)].clone())
+        self.head_live = torch.nn.Parameter(head.data[vocab.ids.to(head.device)].clone())
+        self.head_dead = torch.nn.Parameter(torch.zeros(head.shape[1], device=head.device))
+        self.dead_offset = math.log(vocab.n_dead)  # logsumexp of n_dead equal logits = logit + log(n_dead)
+
+    @property
+    def parameters(self) -> list:
+        return [self.emb_live, self.head_live, self.head_dead]
+
+    def optimizer(self, body: list, settings: Any):
+        import torch
+
+        decay = [p for p in body if p.ndim >= 2] + [self.emb_live, self.head_live]
+        no_decay = [p for p in body if p.ndim < 2] + [self.head_dead]
+        return torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                  {"params": no_decay, "weight_decay": 0.0}],
+                                 lr=settings.learning_rate, betas=(0.9, 0.95))
+
+    def answer_logits(self, ids, mask, labels, positions):
+        """(logits over live ids + the dead class, targets) at the labelled positions."""
+        import torch
+        import torch.nn.functional as F
+
+        hidden = self.model.model(inputs_embeds=F.embedding(ids, self.emb_live), attention_mask=mask,
+                                  position_ids=positions).last_hidden_state
+        where = labels != -100
+        selected = hidden[where]
+        logits = torch.cat([selected @ self.head_live.T, (selected @ self.head_dead)[:, None] + self.dead_offset],
+                           dim=1)
+        return logits, labels[where]
+
+    def write_back(self) -> None:
+        """Into the model's full matrices: the dead ids get the shared dead row in the head, a zero embedding."""
+        import torch
+
+        emb, head = self.model.model.embed_tokens.weight, self.model.lm_head.weight
+        with torch.no_grad():
+            emb.data.zero_()
+            emb.data[self.vocab.ids.to(emb.device)] = self.emb_live.data
+            head.data[:] = self.head_dead.data
+            head.data[self.vocab.ids.to(head.device)] = self.head_live.data
+
+
+def live_vocab(tokenizer: Any) -> LiveVocab:
+    from arc25.tiny_model import N_REGULAR, VOCAB_SIZE
+
+    n_bpe = sum(1 for token, i in tokenizer.get_vocab().items() if i < N_REGULAR and not token.startswith("<unused"))
+    return LiveVocab(n_bpe, VOCAB_SIZE, N_REGULAR)
+
+
 def _batch(encoded: list[tuple[list[int], int]], vocab: LiveVocab, gaps: list[dict[int, int]]):
     """Padded live-vocab ids, attention mask, labels (answer and <|eot_id|> only) and position ids."""
     import torch
@@ -200,29 +265,15 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     eot_id = tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    n_bpe = sum(1 for token, i in tokenizer.get_vocab().items() if i < N_REGULAR and not token.startswith("<unused"))
-    vocab = LiveVocab(n_bpe, VOCAB_SIZE, N_REGULAR)
+    vocab = live_vocab(tokenizer)
+    n_bpe = len(vocab.ids) - (VOCAB_SIZE - N_REGULAR)
     encoded = _encode(tokenizer, examples, eot_id)
 
     model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
-    emb = model.model.embed_tokens.weight
-    head = model.lm_head.weight
-    emb.requires_grad_(False)
-    head.requires_grad_(False)
-    emb_live = torch.nn.Parameter(emb.data[vocab.ids].clone())
-    head_live = torch.nn.Parameter(head.data[vocab.ids].clone())
-    # every dead id (never an input, never a target) shares one head row: trained as one class of
-    # n_dead equal logits, it learns to sit far below the live ones, so sampling never picks a dead id
-    # even on prompts unlike the training ones (a zero row would give them logit 0: 124k ids of mass)
-    head_dead = torch.nn.Parameter(torch.zeros(head.shape[1]))
+    live = LiveModel(model, vocab)
     body = [p for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for p in body if p.ndim >= 2] + [emb_live, head_live]
-    no_decay = [p for p in body if p.ndim < 2] + [head_dead]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=settings.learning_rate, betas=(0.9, 0.95))
-    dead_offset = math.log(vocab.n_dead)  # logsumexp of n_dead equal logits = logit + log(n_dead)
+    optimizer = live.optimizer(body, settings)
 
     rng = random.Random(settings.seed)
     batches = _token_batches(rng, [len(ids) for ids, _ in encoded], settings.batch_tokens)
@@ -234,29 +285,19 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
         rows = [encoded[i] for i in batches[step]]
         gaps = [_gaps(rng, settings, row, n_prompt, boundary_ids) for row, n_prompt in rows]
         ids, mask, labels, positions = _batch(rows, vocab, gaps)
-        hidden = model.model(inputs_embeds=F.embedding(ids, emb_live), attention_mask=mask,
-                             position_ids=positions).last_hidden_state
-        where = labels != -100
-        selected = hidden[where]
-        logits = torch.cat([selected @ head_live.T, (selected @ head_dead)[:, None] + dead_offset], dim=1)
-        loss = F.cross_entropy(logits, labels[where])
+        loss = F.cross_entropy(*live.answer_logits(ids, mask, labels, positions))
         for group in optimizer.param_groups:
             group["lr"] = _lr(settings, step, steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(body + [emb_live, head_live, head_dead], settings.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(body + live.parameters, settings.max_grad_norm)
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if not progress and (step % 50 == 0 or step == steps - 1):
             log.info("warm-up step %d/%d: loss %.4f", step + 1, steps, loss.item())
 
-    with torch.no_grad():
-        # dead ids: the shared dead row in the head, a zero embedding (never an input)
-        emb.data.zero_()
-        emb.data[vocab.ids] = emb_live.data
-        head.data[:] = head_dead.data
-        head.data[vocab.ids] = head_live.data
+    live.write_back()
     model.to(torch.bfloat16).save_pretrained(model_dir)
     return losses
 
