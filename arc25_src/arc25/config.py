@@ -26,7 +26,9 @@ class ConfigError(UserError):
 @dataclass
 class ModelConfig:
     path: str = "/kaggle/input/barc-llama-3.1-arc-potpourri-induction-8b"
-    backend: str = "hf"  # hf | vllm | unsloth | scripted
+    # auto: unsloth on CUDA GPUs where it imports, else vllm on CUDA, else hf (always hf on a CPU);
+    # resolved once by arc25.backends.resolve_backend, logged, and written in run.json and the report
+    backend: str = "auto"  # auto | hf | vllm | unsloth | scripted
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     device: str = "auto"  # auto: cuda if available, else cpu
     attn_implementation: str = "sdpa"

@@ -36,6 +36,9 @@ VLLM_ACT_FACTOR = 1.45  # prefill peak over max_num_batched_tokens x (2 I + 4 H)
 TRAIN_ACT_FACTOR = 2.95  # training step peak over tokens x (3 I + 8 H) bytes, offloaded checkpoints: 2.47 GiB
 #                          over the resting state at 9612 tokens with a 1024-token answer through the chunked
 #                          head, less the LoRA grads (0.31 GiB) and the head (0.15 GiB); session 2 run
+# unsloth's load_in_fp8 on the 8B shape (issue 21, H200): 9.18 GiB of weights, over the 8.46 GiB of one
+# byte per matrix weight and bf16 embeddings and LM head (its scales and vLLM's FP8 layout)
+FP8_OVER_FORMULA = 9.18 / 8.46
 HEAD_CHUNK = 128  # the unsloth backend's loss runs the LM head over this many labelled positions at a time
 
 
@@ -85,6 +88,22 @@ class ModelShape:
         return cls(layers=c["num_hidden_layers"], hidden=c["hidden_size"], heads=c["num_attention_heads"],
                    kv_heads=c.get("num_key_value_heads", c["num_attention_heads"]),
                    intermediate=c["intermediate_size"], vocab=c["vocab_size"], source=str(config_path))
+
+
+def weight_bytes(shape: ModelShape, fp8: bool = False, four_bit: bool = False) -> float:
+    """The weights vLLM holds: bf16; FP8 (the embeddings and LM head stay bf16, measured 9.18 GiB for the
+    8B with unsloth's load_in_fp8); or 4-bit (bitsandbytes, 0.5625 bytes per parameter with its scales)."""
+    embed = 2 * shape.vocab * shape.hidden
+    if fp8:
+        return FP8_OVER_FORMULA * ((shape.params - embed) * 1 + embed * 2)
+    if four_bit:
+        return (shape.params - embed) * 0.5625 + embed * 2
+    return shape.params * 2.0
+
+
+def fp8_weights(config: Config) -> bool:
+    """unsloth.load_in_fp8 (read where it exists: the FP8 option is added beside this plan)."""
+    return config.model.backend == "unsloth" and bool(getattr(config.unsloth, "load_in_fp8", False))
 
 
 @dataclass
@@ -142,7 +161,7 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
     lora = shape.lora_params(lc.rank, list(lc.target_modules))
     train_tokens = min(longest_prompt + sc.max_tokens + 1, tc.max_seq_len)
     answer_tokens = max(1, train_tokens - longest_prompt)
-    weights = shape.params * 2 / GIB
+    weights = weight_bytes(shape) / GIB
     kv_token = shape.kv_bytes_per_token(config.unsloth.fp8_kv_cache if backend == "unsloth" else False)
     # every task in flight samples its epoch at once: the prompt once (prefix caching), each answer apart
     prompts_per_epoch = max(1, config.search.predictions_per_epoch // max(1, sc.n_per_prompt))
@@ -157,15 +176,14 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)
-        if uc.load_in_4bit:
-            embed = 2 * shape.vocab * shape.hidden
-            weights = ((shape.params - embed) * 0.5625 + embed * 2) / GIB
+        weights = weight_bytes(shape, fp8=fp8_weights(config), four_bit=uc.load_in_4bit) / GIB
         slots = tasks * lora * 2 * VLLM_SLOT_FACTOR / GIB
         vllm_acts = (uc.max_num_batched_tokens * (2 * shape.intermediate + 4 * shape.hidden) * 2 * VLLM_ACT_FACTOR / GIB
                      + VLLM_NON_TORCH_GIB)
         kv = uc.vllm_gib - weights - slots - vllm_acts
         items += [Item("vLLM share (unsloth.vllm_gib)", uc.vllm_gib, "GPU", "taken at start: the 4 lines below"),
-                  Item("  weights (shared with training)", weights, "vLLM", "4-bit" if uc.load_in_4bit else "bf16"),
+                  Item("  weights (shared with training)", weights, "vLLM",
+                       "4-bit" if uc.load_in_4bit else "FP8" if fp8_weights(config) else "bf16"),
                   Item(f"  LoRA slots ({tasks} = run.tasks_per_worker)", slots, "vLLM", f"rank {lc.rank}"),
                   Item("  vLLM activations", vllm_acts, "vLLM", f"max_num_batched_tokens={uc.max_num_batched_tokens}"),
                   Item("  KV cache", max(0.0, kv), "vLLM", "the rest of the share"

@@ -39,6 +39,7 @@ from typing import Any, ContextManager, Iterator, TextIO
 from filelock import FileLock, Timeout
 
 from arc25 import claims
+from arc25.backends import BackendChoice, machine_for, resolved
 from arc25.config import Config
 from arc25.errors import UserError, existing_dir, one_line, writable_dir
 from arc25.io import atomic_write_json
@@ -55,7 +56,7 @@ RUN_LOCK = "run.lock"  # in claims/: held by the parent for the whole run
 TASK_ORDERS = ("longest_first", "shortest_first", "file")
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the workers, merge, exit
-MODEL_FOLDER_BACKENDS = ("hf", "vllm", "unsloth")
+MODEL_FOLDER_BACKENDS = ("auto", "hf", "vllm", "unsloth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -554,12 +555,14 @@ class Supervisor:
 
 
 def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_ids: list[str], devices: list[str],
-                   started: float, deadline: float, config: Config, skipped: dict[str, str]) -> None:
+                   started: float, deadline: float, config: Config, skipped: dict[str, str],
+                   engine: BackendChoice | None = None) -> None:
+    """run.json: what the workers read (config.model.backend is the resolved engine) and the report shows."""
     atomic_write_json(run_dir / RUN_FILE, {
         "challenges": challenges, "solutions": solutions, "task_ids": task_ids, "n_workers": len(devices),
         "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
         "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
-        "config": config.to_dict(),
+        "config": config.to_dict(), "engine": engine.to_dict() if engine else None,
     })
 
 
@@ -618,6 +621,8 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
     task_set = load_run_tasks(challenges, solutions, skip_invalid_tasks)
     task_ids = order_tasks(task_set.tasks, config.run.task_order)
     devices = plan_devices(n_workers, gpus)
+    config, engine = resolved(config, machine_for(devices))
+    log.info("%s", engine.describe())
     check_model(config)
     run_dir = prepare_run_dir(run_dir)
     with hold_run_dir(run_dir):
@@ -627,7 +632,7 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         reserve = effective_reserve(config)
         deadline = started + config.run.time_limit_s - reserve
         write_run_file(run_dir, _source(challenges), _source(solutions) if solutions else None, task_ids, devices,
-                       started, deadline, config, task_set.errors)
+                       started, deadline, config, task_set.errors, engine)
         grace_s = min(STOP_GRACE_S, reserve / 4)  # stopping the workers leaves most of the reserve to the final merge
         # Worker logs are for after the fact: at least INFO, even when the console is quiet.
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())

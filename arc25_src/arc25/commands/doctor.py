@@ -11,16 +11,22 @@ on ARC prompts). Exit code 0 when the plan fits, 1 when it does not, 2 on bad in
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
 import platform
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend, resolved
 from arc25.config import Config, add_config_arguments, config_from_args
 from arc25.errors import UserError
-from arc25.memory_plan import L4_USABLE_GIB, ModelShape, format_plan, plan
+from arc25.memory_plan import CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, plan, weight_bytes
+from arc25.run import plan_devices
+from arc25.throughput import (FORMULA, L4, Budget, Card, DecodeLoad, card_for, decode_tokens_per_s, flops_per_token,
+                              learn_step_seconds, predictions_per_task, sequences_running, step_seconds)
 
 HELP = "GPUs, versions and a per-worker GPU memory plan for a configuration and tasks file"
 LIBRARIES = ("arc25", "torch", "transformers", "peft", "tokenizers", "vllm", "unsloth", "unsloth_zoo",
@@ -91,19 +97,53 @@ def load_tokenizer(model_path: str):
     return tok, "the generated tiny tokenizer (no tokenizer in model.path)"
 
 
-def longest_prompt(challenges: str, tokenizer) -> tuple[int, str, int]:
-    """(tokens, task id, tasks) of the longest prompt over every test input of the tasks file."""
+def prompt_lengths(challenges: str, tokenizer) -> tuple[list[int], str, int]:
+    """(tokens of every test input's prompt, the longest one's task id, tasks) of the tasks file."""
     from arc25.prompts import PromptSpec, build_messages, tokenize_prompt
     from arc25.tasks import load_tasks
 
     tasks = load_tasks(challenges)
     if not tasks:
         raise UserError(f"{challenges}: no tasks")
-    # The prompt's length grows with its cells: tokenize the biggest few tasks only.
-    biggest = sorted(tasks.values(), key=lambda t: -t.n_cells)[:8]
-    best = max((len(tokenize_prompt(tokenizer, build_messages(t, PromptSpec(test_index=i)))), t.task_id)
-               for t in biggest for i in range(len(t.test_inputs)))
-    return best[0], best[1], len(tasks)
+    lengths = [(len(tokenize_prompt(tokenizer, build_messages(t, PromptSpec(test_index=i)))), t.task_id)
+               for t in tasks.values() for i in range(len(t.test_inputs))]
+    return [n for n, _ in lengths], max(lengths)[1], len(tasks)
+
+
+# No GPU here: the plan is for the Kaggle machine, where the arc25 wheelhouse makes unsloth import
+KAGGLE_L4S = Machine(("0", "1", "2", "3"), lambda module: None, "Kaggle's 4 x NVIDIA L4 with the arc25 wheelhouse")
+L4_TOTAL_GIB = 22.49  # what an L4 reports (23,034 MiB); L4_USABLE_GIB is what is left to a process
+
+
+@dataclass
+class Target:
+    """What the plan is for: the configuration `arc25 run` would use on a machine, and its card."""
+
+    config: Config  # model.backend resolved
+    engine: BackendChoice
+    card: str
+    usable_gib: float
+    spec: Card | None  # datasheet figures for the prediction (None: an unknown card)
+
+
+def target(config: Config, machine: Machine, found: list[Gpu], gpu_gib: float | None) -> Target:
+    """The engine `arc25 run` resolves on `machine` and the card it plans for: the smallest GPU found (an L4
+    without one), or --gpu-gib, capped by unsloth.memory_cap_gib (torch's allocator; the CUDA context is
+    outside it)."""
+    config, engine = resolved(config, machine)
+    if gpu_gib is not None:
+        usable, card, spec = gpu_gib, f"{gpu_gib:g} GiB card", None
+    elif found:
+        smallest = min(found, key=lambda g: g.total_gib)
+        usable, card = smallest.total_gib - (L4_TOTAL_GIB - L4_USABLE_GIB), smallest.name
+        spec = card_for(smallest.name)
+    else:
+        usable, card, spec = L4_USABLE_GIB, "NVIDIA L4", L4
+    cap = config.unsloth.memory_cap_gib
+    if engine.name == "unsloth" and cap > 0 and cap + CUDA_CONTEXT_GIB < usable:
+        usable, card = cap + CUDA_CONTEXT_GIB, f"{card} capped at {cap:g} GiB (unsloth.memory_cap_gib)"
+        spec = spec if gpu_gib is not None else L4 if cap <= L4_USABLE_GIB else spec
+    return Target(config, engine, card, usable, spec)
 
 
 def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str, bool]:
@@ -115,25 +155,83 @@ def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str,
         lines.append("no CUDA GPU here: planning for an NVIDIA L4 (the Kaggle card)")
     lines.append(f"driver: {driver_version()}")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
-    if gpu_gib is not None:
-        usable, card = gpu_gib, f"{gpu_gib:g} GiB card"
-    elif found:
-        smallest = min(found, key=lambda g: g.total_gib)
-        usable, card = smallest.total_gib - 0.5, smallest.name
-    else:
-        usable, card = L4_USABLE_GIB, "NVIDIA L4"
+    here = machine_for(plan_devices(None, None))
+    t = target(config, here if here.gpus else KAGGLE_L4S, found, gpu_gib)
+    if not here.gpus:
+        lines.append(f"arc25 run here: {resolve_backend(config, here).describe()}")
+        lines.append(f"planned for {KAGGLE_L4S.what}:")
+    lines.append(t.engine.describe())
+    if t.engine.fallback:
+        lines.append(f"WARNING: {t.engine.fallback}")
+    config = t.config
     shape = ModelShape.from_model_dir(config.model.path)
     tokenizer, tok_source = load_tokenizer(config.model.path)
-    tokens, task_id, n_tasks = longest_prompt(challenges, tokenizer)
+    lengths, task_id, n_tasks = prompt_lengths(challenges, tokenizer)
+    tokens = max(lengths)
     lines.append(f"model: {shape.source}, {shape.params / 1e9:.2f}B parameters")
     lines.append(f"tasks: {challenges}, {n_tasks} tasks; longest prompt {tokens} tokens (task {task_id}, "
-                 f"{tok_source}); longest training sample {min(tokens + config.sampling.max_tokens + 1, config.training.max_seq_len)} "
+                 f"{tok_source}), mean {statistics.mean(lengths):.0f}; longest training sample "
+                 f"{min(tokens + config.sampling.max_tokens + 1, config.training.max_seq_len)} "
                  f"tokens (prompt + sampling.max_tokens answer, at most training.max_seq_len={config.training.max_seq_len})")
     if tokens + 1 > config.training.max_seq_len:
         lines.append(f"note: the longest prompts exceed training.max_seq_len: their samples are skipped")
-    p = plan(config, shape, usable, card, tokens)
+    p = plan(config, shape, t.usable_gib, t.card, tokens)
     lines.append(format_plan(p))
+    if t.spec is not None:
+        lines.append(format_prediction(config, shape, t, tokens, statistics.mean(lengths)))
     return "\n".join(lines), p.fits
+
+
+def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int, mean_prompt: float) -> str:
+    """Decode tokens/s and predictions per task on the target card, bf16 and FP8 weights (unsloth)."""
+    card, sc = t.spec, config.sampling
+    variants = [("bf16", False), ("FP8", True)] if config.model.backend == "unsloth" else [("bf16", False)]
+    lines = [f"PREDICTION for {card.name} ({card.bandwidth_gb_s:g} GB/s, {card.bf16_tflops:g} dense bf16 TFLOP/s, "
+             f"{card.fp8_tflops:g} FP8), not a measurement; arc25.throughput:",
+             f"  {FORMULA}",
+             f"  workload: prompts of {mean_prompt:.0f} tokens (the tasks file's mean), {sc.n_per_prompt} completions "
+             f"per prompt sharing it, answers of A tokens (each sequence holds its prompt + A/2 on average); "
+             f"{Budget().tasks} tasks in {Budget().hours:g} h on {Budget().cards} cards",
+             f"  {'weights':8s} {'GiB':>6s} {'KV tokens':>10s} {'sequences':>10s} {'step ms':>8s} {'tok/s':>7s} "
+             f"{'predictions/task':>17s}"]
+    capped = []
+    for answer in (sc.max_tokens, sc.max_tokens // 2):
+        for label, fp8 in variants:
+            variant = copy.deepcopy(config)
+            if config.model.backend == "unsloth":
+                setattr(variant.unsloth, "load_in_fp8", fp8)
+            p = plan(variant, shape, t.usable_gib, t.card, longest)
+            load = plan_load(variant, shape, p.kv_tokens, mean_prompt, answer, fp8)
+            rate = decode_tokens_per_s(card, load)
+            per_task = predictions_per_task(card, load, shape, mean_prompt, answer, sc.n_per_prompt)
+            lines.append(f"  {label:8s} {weight_bytes(shape, fp8=fp8) / GIB:6.2f} {p.kv_tokens:10d} "
+                         f"{load.sequences:10.1f} {1000 * step_seconds(card, load):8.1f} {rate:7.0f} "
+                         f"{per_task:9.0f} at A={answer}")
+            if load.sequences < sequences_running(p.kv_tokens, mean_prompt, answer, sc.n_per_prompt, 10**9):
+                free = plan_load(variant, shape, p.kv_tokens, mean_prompt, answer, fp8, cap=10**9)
+                capped.append(f"  {label} at A={answer}: sequences capped by the engine's max_num_seqs; its KV cache "
+                              f"holds {free.sequences:.0f}, which predicts {decode_tokens_per_s(card, free):.0f} tok/s, "
+                              f"{predictions_per_task(card, free, shape, mean_prompt, answer, sc.n_per_prompt):.0f} "
+                              "predictions per task")
+    samples, longest_sample = config.training.max_samples_per_epoch, longest + sc.max_tokens
+    lines += capped
+    lines.append(f"  not counted: learn steps, on a thread beside decoding: {samples} samples x {longest_sample} "
+                 f"tokens (the worst case) = {learn_step_seconds(card, shape, samples * longest_sample):.0f} s "
+                 f"per learn step at {card.name}'s bf16 compute peak")
+    return "\n".join(lines)
+
+
+def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, answer: float, fp8: bool,
+              cap: int | None = None) -> DecodeLoad:
+    """What a decoding step reads with the plan's KV cache: as many sequences as it holds, up to the engine's cap."""
+    backend = config.model.backend
+    cap = cap or {"unsloth": config.unsloth.max_num_seqs, "vllm": config.vllm.max_num_seqs}.get(
+        backend, config.run.tasks_per_worker * config.search.predictions_per_epoch)
+    sequences = sequences_running(kv_tokens, prompt, answer, config.sampling.n_per_prompt, cap)
+    fp8_kv = backend == "unsloth" and config.unsloth.fp8_kv_cache
+    context = prompt + answer / 2
+    return DecodeLoad(weight_bytes(shape, fp8=fp8), sequences, context, shape.kv_bytes_per_token(fp8_kv),
+                      flops_per_token(shape, context), fp8)
 
 
 def run(args: argparse.Namespace) -> int:
