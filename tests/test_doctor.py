@@ -85,3 +85,15 @@ def test_doctor_cli_bad_tasks_file_is_one_line(tmp_path):
     result = run_cli("doctor", "--challenges", str(bad))
     assert result.returncode == 2
     assert "bad.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l4():
+    result = run_cli("doctor", "--challenges", str(EVAL_2024))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "arc25 run here: engine: hf (model.backend=auto: no CUDA GPU" in out  # this CPU machine
+    assert "engine: unsloth (model.backend=auto: 4 CUDA GPU(s) on Kaggle's 4 x NVIDIA L4" in out
+    assert "memory plan per worker: backend=unsloth, card=NVIDIA L4" in out and "verdict: fits" in out
+    assert "PREDICTION for NVIDIA L4 (300 GB/s" in out and "memory-bandwidth roofline" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("bf16 ", "FP8 "))]
+    assert [r[0] for r in rows] == ["bf16", "FP8", "bf16", "FP8"] and rows[1][1] == "9.18"

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend, resolved
-from arc25.config import Config, add_config_arguments, config_from_args
+from arc25.config import Config, add_config_arguments, config_from_args, config_from_dict
 from arc25.errors import UserError
-from arc25.memory_plan import CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, plan, weight_bytes
+from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, fp8_weights, plan,
+                               weight_bytes)
 from arc25.run import plan_devices
-from arc25.throughput import (FORMULA, L4, Budget, Card, DecodeLoad, card_for, decode_tokens_per_s, flops_per_token,
-                              learn_step_seconds, predictions_per_task, sequences_running, step_seconds)
+from arc25.rundir import RUN_FILE, read_json_or_none, status_path
+from arc25.throughput import (CARDS, FORMULA, L4, Budget, Card, DecodeLoad, Measured, card_for, check,
+                              decode_tokens_per_s, flops_per_token, learn_step_seconds, measured_load,
+                              predictions_per_task, sequences_running, step_seconds)
 
 HELP = "GPUs, versions and a per-worker GPU memory plan for a configuration and tasks file"
 LIBRARIES = ("arc25", "torch", "transformers", "peft", "tokenizers", "vllm", "unsloth", "unsloth_zoo",
@@ -40,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"tasks whose longest prompt sizes the plan (default {DEFAULT_CHALLENGES})")
     parser.add_argument("--gpu-gib", type=float, metavar="G",
                         help=f"plan for a card with G GiB usable (default: this GPU, else an L4: {L4_USABLE_GIB})")
+    parser.add_argument("--measured", metavar="RUN_DIR", help="check the prediction's formula on a finished run: "
+                        "its workers' decode tokens/s against the roofline at the card it ran on")
+    parser.add_argument("--measured-on", metavar="CARD", choices=sorted(CARDS),
+                        help="the card RUN_DIR ran on (default: this machine's GPU)")
 
 
 @dataclass
@@ -234,8 +241,58 @@ def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, 
                       flops_per_token(shape, context), fp8)
 
 
+def measured_run(run_dir: Path) -> tuple[Config, Measured]:
+    """A finished run's config and its workers' decoding (their engine summaries), mean over the workers."""
+    run_file = Path(run_dir) / RUN_FILE
+    run = read_json_or_none(run_file)
+    if run is None or not isinstance(run.get("config"), dict):
+        raise UserError(f"{run_file}: not a run's run.json")
+    engines = []
+    for index in range(int(run.get("n_workers", 0))):
+        status = read_json_or_none(status_path(run_dir, index)) or {}
+        engine = status.get("engine") if isinstance(status.get("engine"), dict) else {}
+        if engine.get("tokens_per_s") and engine.get("mean_running"):
+            engines.append(engine)
+    if not engines:
+        raise UserError(f"{run_dir}: no worker measured its decoding (tokens_per_s and mean_running in "
+                        f"workers/worker-N.status.json: a streaming run that finished)")
+    mean = lambda key: statistics.mean(float(e.get(key, 0.0)) for e in engines)  # noqa: E731
+    return config_from_dict(run["config"]), Measured(mean("tokens_per_s"), mean("mean_running"),
+                                                     mean("mean_prompt_tokens"), mean("mean_completion_tokens"))
+
+
+def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
+    """The roofline at the card the run ran on against its measured tokens/s, and the same load on the target."""
+    config, measured = measured_run(run_dir)
+    shape = ModelShape.from_model_dir(config.model.path)
+    fp8_kv = config.model.backend == "unsloth" and config.unsloth.fp8_kv_cache
+    load = measured_load(measured, shape, weight_bytes(shape, fp8=fp8_weights(config)),
+                         shape.kv_bytes_per_token(fp8_kv), fp8_weights(config))
+    c = check(card, measured, load)
+    lines = [f"CHECK of the formula on {run_dir} (ran on {card.name}, {card.bandwidth_gb_s:g} GB/s; "
+             f"{config.model.backend}, weights {weight_bytes(shape, fp8=load.fp8_weights) / GIB:.2f} GiB):",
+             f"  measured: {measured.tokens_per_s:.0f} tok/s, {measured.sequences:.1f} sequences running, context "
+             f"{load.context_tokens:.0f} tokens (prompt {measured.prompt_tokens:.0f} + answer "
+             f"{measured.completion_tokens:.0f} / 2), {measured.tokens_per_s / measured.sequences:.1f} steps/s",
+             f"  predicted at {card.name}: {c.predicted_tokens_per_s:.0f} tok/s (step {1000 * c.roofline_step_s:.2f} ms); "
+             f"measured / predicted = {c.ratio:.2f}; step time the roofline misses: {1000 * c.overhead_s:.2f} ms"]
+    if target_card is not None and target_card != card:
+        roof = decode_tokens_per_s(target_card, load)
+        with_overhead = load.sequences / (step_seconds(target_card, load) + max(0.0, c.overhead_s))
+        lines.append(f"  the same load on {target_card.name}: {roof:.0f} tok/s at the roofline, {with_overhead:.0f} "
+                     f"with the measured step overhead added (PREDICTION)")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     text, fits = report(config, args.challenges, args.gpu_gib)
     print(text)
+    if args.measured:
+        here = [card_for(g.name) for g in gpus()]
+        card = CARDS[args.measured_on] if args.measured_on else (here[0] if here and here[0] else None)
+        if card is None:
+            raise UserError("--measured: say which card the run ran on (--measured-on "
+                            f"{'|'.join(sorted(CARDS))}): no known GPU here")
+        print(format_check(Path(args.measured), card, L4))
     return 0 if fits else 1
