@@ -95,5 +95,6 @@ def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l
     assert "engine: unsloth (model.backend=auto: 4 CUDA GPU(s) on Kaggle's 4 x NVIDIA L4" in out
     assert "memory plan per worker: backend=unsloth, card=NVIDIA L4" in out and "verdict: fits" in out
     assert "PREDICTION for NVIDIA L4 (300 GB/s" in out and "memory-bandwidth roofline" in out
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("bf16 ", "FP8 "))]
+    rows = [line.split() for line in out.splitlines()
+            if line.strip().startswith(("bf16 ", "FP8 ")) and line.split()[1].replace(".", "").isdigit()]
     assert [r[0] for r in rows] == ["bf16", "FP8", "bf16", "FP8"] and rows[1][1] == "9.18"
