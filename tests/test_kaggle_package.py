@@ -15,6 +15,7 @@ from kaggle_helpers import run_arc25, small_wheelhouse
 
 SECRET = "s3cr3t-kaggle-key-value-0123456789"  # a fake KAGGLE_KEY for these tests
 TOKEN = "KGAT" + "_0123456789abcdef0123456789abcdef"  # a fake access token, split as in the product
+FOREIGN_KEY = "9f" * 16  # a legacy-format key (32 hex digits) that is not this machine's: found by its format
 
 
 def clean_env(tmp_path, **extra):
@@ -67,12 +68,18 @@ def _wheelhouse_copy(tmp_path_factory, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["token_in_requirements", "key_value_in_wheel_info", "kaggle_json_in_wheel",
-                                  "env_file_in_wheel"])
+                                  "env_file_in_wheel", "foreign_key_json_in_wheel", "foreign_key_line_in_requirements"])
 def test_credentials_are_refused_naming_the_file(tmp_path_factory, tmp_path, case):
     wheelhouse = _wheelhouse_copy(tmp_path_factory, tmp_path)
     culprit = wheelhouse / "requirements-kaggle.txt"
     if case == "token_in_requirements":
         culprit.write_text(culprit.read_text() + f"# {TOKEN}\n")
+    elif case == "foreign_key_line_in_requirements":
+        culprit.write_text(culprit.read_text() + f"# KAGGLE_KEY={FOREIGN_KEY}\n")
+    elif case == "foreign_key_json_in_wheel":  # someone else's kaggle.json, under an innocent name
+        culprit = next(wheelhouse.glob("tqdm-*.whl"))
+        with zipfile.ZipFile(culprit, "a") as zf:
+            zf.writestr("tqdm/settings.json", json.dumps({"username": "bob", "key": FOREIGN_KEY}, indent=1))
     elif case == "key_value_in_wheel_info":
         culprit = wheelhouse / "wheelhouse.json"
         culprit.write_text(culprit.read_text().replace('"folder"', f'"note": "{SECRET}", "folder"'))
@@ -87,7 +94,7 @@ def test_credentials_are_refused_naming_the_file(tmp_path_factory, tmp_path, cas
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert str(culprit) in line and ("credential" in line or "token or key" in line)
-    assert SECRET not in proc.stdout + proc.stderr and TOKEN not in proc.stdout + proc.stderr
+    assert all(s not in proc.stdout + proc.stderr for s in (SECRET, TOKEN, FOREIGN_KEY))
     assert not out.exists() or not any(out.iterdir())  # nothing staged
 
 
@@ -116,3 +123,14 @@ def test_refuses_a_folder_it_did_not_stage(tmp_path):
     proc = run_arc25("package", "--out", str(out), "--id", "alice/arc25-code", env=clean_env(tmp_path))
     assert proc.returncode == 2 and "not staged by `arc25 package`" in proc.stderr
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_key_formats_whoever_owns_the_key():
+    from arc25.kaggle.dataset import KEY_FORMATS
+
+    found = [json.dumps({"username": "bob", "key": FOREIGN_KEY}), json.dumps({"key": FOREIGN_KEY, "username": "b"}),
+             json.dumps({"note": json.dumps({"username": "bob", "key": FOREIGN_KEY})}),  # escaped inside a string
+             f"KAGGLE_KEY={FOREIGN_KEY}", f"export KAGGLE_KEY='{FOREIGN_KEY}'"]
+    missed = [json.dumps({"key": FOREIGN_KEY}),  # a lone hex "key" is a checksum as often as not
+              json.dumps({"username": "bob", "key": "not-hex-" * 4}), f"sha256: {FOREIGN_KEY}"]
+    assert [bool(KEY_FORMATS.search(t.encode())) for t in found + missed] == [True] * len(found) + [False] * len(missed)
