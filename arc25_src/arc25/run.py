@@ -59,6 +59,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the 
 MODEL_FOLDER_BACKENDS = ("auto", "hf", "vllm", "unsloth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+SAFETENSORS_HEADER_MAX = 100 << 20  # the format's own limit on its JSON header
 
 # How a worker starts: PR_SET_PDEATHSIG (1) first, so it is SIGKILLed when the parent dies, however it dies;
 # then the parent check closes the race of a parent that died before prctl; then `python -m arc25.workers`.
@@ -149,7 +150,8 @@ def plan_devices(n_workers: int | None, gpus: list[str] | None) -> list[str]:
 
 def check_model(config: Config) -> None:
     """Fail once, in a second, with one line naming the path and the reason, rather than in every worker
-    after it has started: the model folder (config, tokenizer files, weights, the tokenizer loads) or, for
+    after it has started: the model folder (config, tokenizer files, weights, the tokenizer loads with its chat
+    template) or, for
     the scripted backend, its completions file."""
     backend, path = config.model.backend, Path(config.model.path)
     if backend == "scripted":
@@ -220,16 +222,24 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def _check_safetensors(path: Path) -> None:
-    """The header fits in the file: catches Git LFS pointers and truncated downloads without reading GBs."""
+    """The file is as long as its header says: catches Git LFS pointers and downloads cut short (in the
+    header or in the tensors) without reading GBs."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
+            header = int.from_bytes(head, "little") if len(head) == 8 else -1
+            text = f.read(header) if 0 < header <= SAFETENSORS_HEADER_MAX and 8 + header <= size else b""
     except OSError as exc:
         raise UserError(f"{path}: cannot read the weights ({exc.strerror or one_line(exc)})") from None
-    header = int.from_bytes(head, "little") if len(head) == 8 else -1
-    if header <= 0 or 8 + header > size:
-        raise UserError(f"{path}: not a complete safetensors file ({size} bytes; a Git LFS pointer or a "
+    try:
+        entries = json.loads(text) if text else None
+        end = max((int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        end = None
+    if end is None or 8 + header + end != size:
+        expected = f" of {8 + header + end}" if end is not None else ""
+        raise UserError(f"{path}: not a complete safetensors file ({size} bytes{expected}; a Git LFS pointer or a "
                         f"truncated download?)")
 
 
@@ -237,9 +247,12 @@ def _check_tokenizer_loads(path: Path) -> None:
     from transformers import AutoTokenizer  # lazy and torch-free use: the parent never touches CUDA
 
     try:
-        AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:  # transformers raises many kinds (OSError, ValueError, JSON errors...)
         raise UserError(f"{path}: the tokenizer does not load ({one_line(exc)})") from None
+    if not getattr(tokenizer, "chat_template", None):  # arc25.prompts renders every prompt through it
+        raise UserError(f"{path}: the tokenizer has no chat template (tokenizer_config.json's chat_template or "
+                        "chat_template.jinja)")
 
 
 def prepare_run_dir(run_dir: str | Path) -> Path:

@@ -5,7 +5,9 @@ dataset as often as the code changes:
 
 - code: the arc25 wheel (built from the checkout);
 - wheels: a wheelhouse made by `arc25 wheels` (every wheel but arc25's, its
-  requirements-kaggle.txt and wheelhouse.json).
+  requirements-kaggle.txt and wheelhouse.json);
+- model: a downloaded model folder (the BARC 8B), checked as `arc25 run` checks it; the notebook finds
+  it under /kaggle/input by its files.
 
 Nothing that looks like a credential is ever staged: the kaggle CLI's own files
 (kaggle.json, access_token, credentials.json, anything under a .kaggle folder),
@@ -61,7 +63,7 @@ class StagedFile:
 
 @dataclass
 class Manifest:
-    kind: str  # code | wheels
+    kind: str  # code | wheels | model
     id: str
     arc25_version: str
     created_at: str
@@ -197,6 +199,25 @@ def wheelhouse_files(wheels_dir: Path) -> list[Path]:
         raise UserError(f"--wheels {wheels_dir}: no wheels in it; make it with `arc25 wheels --out {wheels_dir}`")
     files += [wheels_dir / name for name in (REQUIREMENTS_NAME, INFO_NAME) if (wheels_dir / name).is_file()]
     return files
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """A downloaded model folder's files for the model dataset, after the checks `arc25 run` makes on it
+    (config.json, tokenizer files, every weights shard present and complete, the tokenizer and its chat
+    template load). Its sub-folders (a hub download's .cache, Meta's original/) are not needed: named, left out."""
+    from arc25.run import check_model_folder  # the run's own checks (it imports transformers lazily)
+
+    check_model_folder(model_dir, "hf")
+    left_out = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
+    if left_out:
+        log.warning("%s: sub-folders left out (the model does not read them): %s", model_dir, ", ".join(left_out))
+    return sorted(p for p in model_dir.iterdir() if p.is_file())
+
+
+def slug_for(name: str) -> str:
+    """A dataset slug from a folder name: lowercase letters, digits and '-', 6 to 50 characters."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
+    return slug if len(slug) >= 6 else f"{slug}-model".lstrip("-")
 
 
 def _prepare_out(out: Path) -> None:
