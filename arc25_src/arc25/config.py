@@ -137,7 +137,7 @@ class KaggleConfig:
     """Where the Kaggle side lives: `arc25 package / upload / push / submit` and kernel-metadata.json."""
 
     username: str = "your-kaggle-username"  # placeholder: the upload commands refuse it
-    competition: str = "arc-prize-2025"  # arc-prize-2026 shares the file format
+    competition: str = "arc-prize-2025"  # 2026: "arc-prize-2026-arc-agi-2", the same file format
     notebook: str = "arc25"  # kernel slug: username/notebook
     code_dataset: str = "arc25-code"  # small, re-uploaded often: the arc25 wheel
     wheels_dataset: str = "arc25-wheels"  # multi-GB, uploaded once per GPU stack
