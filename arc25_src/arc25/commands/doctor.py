@@ -149,7 +149,8 @@ def target(config: Config, machine: Machine, found: list[Gpu], gpu_gib: float | 
     cap = config.unsloth.memory_cap_gib
     if engine.name == "unsloth" and cap > 0 and cap + CUDA_CONTEXT_GIB < usable:
         usable, card = cap + CUDA_CONTEXT_GIB, f"{card} capped at {cap:g} GiB (unsloth.memory_cap_gib)"
-        spec = spec if gpu_gib is not None else L4 if cap <= L4_USABLE_GIB else spec
+        if cap <= L4_USABLE_GIB:  # an L4-sized process on a bigger card: predicted for the L4 it stands in for
+            spec = L4
     return Target(config, engine, card, usable, spec)
 
 
@@ -220,11 +221,14 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
                               f"holds {free.sequences:.0f}, which predicts {decode_tokens_per_s(card, free):.0f} tok/s, "
                               f"{predictions_per_task(card, free, shape, mean_prompt, answer, sc.n_per_prompt):.0f} "
                               "predictions per task")
-    samples, longest_sample = config.training.max_samples_per_epoch, longest + sc.max_tokens
+    samples, mean_sample, longest_sample = (config.training.max_samples_per_epoch, mean_prompt + sc.max_tokens,
+                                            longest + sc.max_tokens)
     lines += capped
-    lines.append(f"  not counted: learn steps, on a thread beside decoding: {samples} samples x {longest_sample} "
-                 f"tokens (the worst case) = {learn_step_seconds(card, shape, samples * longest_sample):.0f} s "
-                 f"per learn step at {card.name}'s bf16 compute peak")
+    lines.append(f"  not counted: learn steps, on a thread beside decoding: {samples} samples of "
+                 f"{mean_sample:.0f} tokens (mean prompt + answer) = "
+                 f"{learn_step_seconds(card, shape, samples * mean_sample):.0f} s, of {longest_sample} (the longest) = "
+                 f"{learn_step_seconds(card, shape, samples * longest_sample):.0f} s per learn step at "
+                 f"{card.name}'s bf16 compute peak")
     return "\n".join(lines)
 
 
