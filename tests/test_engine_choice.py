@@ -8,8 +8,10 @@ plan, the CPU run) is the real code.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 
 import pytest
 
@@ -32,7 +34,7 @@ def no_unsloth(module: str) -> str | None:
     return "unsloth is not installed" if module == "unsloth" else None
 
 
-def notebook_run_config(model: str):
+def notebook_run_config(model: str, monkeypatch):
     """The configuration the notebook's scoring cell gives `arc25 run`: its parameters cell run with no
     ARC25_* variables set (Kaggle's case), then the run cell's arguments through the real parser."""
     cells = json.loads((REPO / "kaggle_notebook.ipynb").read_text())["cells"]
@@ -40,14 +42,10 @@ def notebook_run_config(model: str):
     run_cell = next("".join(c["source"]) for c in cells if '"run", "--challenges"' in "".join(c["source"]))
     assert "*RUN_ARGS" in run_cell and "--set" not in run_cell  # the notebook's only settings: RUN_ARGS
     namespace: dict = {}
-    saved = {k: v for k, v in __import__("os").environ.items() if k.startswith("ARC25_")}
-    for key in saved:
-        __import__("os").environ.pop(key)
-    try:
-        exec("".join(params["source"]), namespace)
-    finally:
-        __import__("os").environ.update(saved)
-    parser = __import__("argparse").ArgumentParser()
+    for key in [k for k in os.environ if k.startswith("ARC25_")]:
+        monkeypatch.delenv(key)
+    exec("".join(params["source"]), namespace)
+    parser = argparse.ArgumentParser()
     run_command.add_arguments(parser)
     args = parser.parse_args(["--challenges", "c.json", "--out", "run", "--model", model, "--gpus", ",".join(FOUR),
                               "--no-progress", *namespace["RUN_ARGS"]])
@@ -60,9 +58,10 @@ def test_the_default_is_auto():
     assert load_config().model.backend == AUTO
 
 
-def test_the_notebook_on_four_l4s_plans_the_unsloth_engine_with_no_setting():
+def test_the_notebook_on_four_l4s_plans_the_unsloth_engine_with_no_setting(monkeypatch):
     # stand-in: four L4s as torch / nvidia-smi would report them, and the wheelhouse's unsloth importing
-    config = notebook_run_config("/kaggle/input/model")
+    config = notebook_run_config("/kaggle/input/model", monkeypatch)
+    assert config.unsloth.memory_cap_gib == 0  # no cap on an L4: the card is the cap (vllm_gib is in GiB)
     l4s = [doctor.Gpu(i, "NVIDIA L4", doctor.L4_TOTAL_GIB) for i in range(4)]
     t = doctor.target(config, Machine(FOUR, everything_imports, "stand-in: 4 x L4"), l4s, None)
     assert t.engine.name == "unsloth" and not t.engine.fallback

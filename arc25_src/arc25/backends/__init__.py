@@ -131,7 +131,8 @@ def resolve_backend(config: Config, machine: Machine) -> BackendChoice:
     if requested != AUTO:
         return BackendChoice(requested, requested, "as configured")
     if not machine.gpus:
-        return BackendChoice("hf", AUTO, f"no CUDA GPU for the workers on {machine.what}: transformers + peft on the CPU")
+        return BackendChoice("hf", AUTO, f"no CUDA GPU for the workers on {machine.what}: "
+                                         "transformers + peft on the CPU")
     problems: list[str] = []
     for name, module, what in _CUDA_ORDER:
         problem = machine.import_problem(module)

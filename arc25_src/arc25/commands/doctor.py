@@ -218,7 +218,8 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
             if load.sequences < sequences_running(p.kv_tokens, mean_prompt, answer, sc.n_per_prompt, 10**9):
                 free = plan_load(variant, shape, p.kv_tokens, mean_prompt, answer, fp8, cap=10**9)
                 capped.append(f"  {label} at A={answer}: sequences capped by the engine's max_num_seqs; its KV cache "
-                              f"holds {free.sequences:.0f}, which predicts {decode_tokens_per_s(card, free):.0f} tok/s, "
+                              f"holds {free.sequences:.0f}, which predicts "
+                              f"{decode_tokens_per_s(card, free):.0f} tok/s, "
                               f"{predictions_per_task(card, free, shape, mean_prompt, answer, sc.n_per_prompt):.0f} "
                               "predictions per task")
     samples, mean_sample, longest_sample = (config.training.max_samples_per_epoch, mean_prompt + sc.max_tokens,
@@ -278,7 +279,8 @@ def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
              f"  measured: {measured.tokens_per_s:.0f} tok/s, {measured.sequences:.1f} sequences running, context "
              f"{load.context_tokens:.0f} tokens (prompt {measured.prompt_tokens:.0f} + answer "
              f"{measured.completion_tokens:.0f} / 2), {measured.tokens_per_s / measured.sequences:.1f} steps/s",
-             f"  predicted at {card.name}: {c.predicted_tokens_per_s:.0f} tok/s (step {1000 * c.roofline_step_s:.2f} ms); "
+             f"  predicted at {card.name}: {c.predicted_tokens_per_s:.0f} tok/s "
+             f"(step {1000 * c.roofline_step_s:.2f} ms); "
              f"measured / predicted = {c.ratio:.2f}; step time the roofline misses: {1000 * c.overhead_s:.2f} ms"]
     if target_card is not None and target_card != card:
         roof = decode_tokens_per_s(target_card, load)

@@ -14,8 +14,8 @@ Nothing that looks like a credential is ever staged: the kaggle CLI's own files
 .env and .netrc files, and any file whose bytes hold a Kaggle token (the KGAT
 prefix and an underscore), a key in its format (a kaggle.json's username and 32-hex key, a
 KAGGLE_KEY=<32 hex> line: anyone's key, not only this machine's) or the value of a KAGGLE_KEY /
-KAGGLE_API_TOKEN found in the environment or the CLI's files. The folder then holds exactly what the manifest lists, plus the
-manifest and the metadata.
+KAGGLE_API_TOKEN found in the environment or the CLI's files. The folder then holds exactly
+what the manifest lists, plus the manifest and the metadata.
 """
 
 from __future__ import annotations
