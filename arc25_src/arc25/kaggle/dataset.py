@@ -122,7 +122,7 @@ def credential_name(name: str) -> bool:
 
 
 def _has_secret(data: bytes, secrets: list[bytes]) -> bool:
-    """A Kaggle token (KGAT_), a key in kaggle.json's or KAGGLE_KEY's format, or a known secret value."""
+    """A Kaggle token (TOKEN_PREFIX), a key in kaggle.json's or KAGGLE_KEY's format, or a known secret value."""
     return TOKEN_PREFIX in data or KEY_FORMATS.search(data) is not None or any(s in data for s in secrets)
 
 
