@@ -282,6 +282,9 @@ def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
              f"  predicted at {card.name}: {c.predicted_tokens_per_s:.0f} tok/s "
              f"(step {1000 * c.roofline_step_s:.2f} ms); "
              f"measured / predicted = {c.ratio:.2f}; step time the roofline misses: {1000 * c.overhead_s:.2f} ms"]
+    if not measured.prompt_tokens:
+        lines.append("  note: the run recorded no prompt tokens (made before they were recorded): its context, "
+                     "and so the KV read, counts the answers only")
     if target_card is not None and target_card != card:
         roof = decode_tokens_per_s(target_card, load)
         with_overhead = load.sequences / (step_seconds(target_card, load) + max(0.0, c.overhead_s))
