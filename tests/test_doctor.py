@@ -100,3 +100,15 @@ def test_fp8_weights_leave_the_kv_cache_the_difference():
     assert 120_000 < fp8.kv_tokens and fp8.kv_tokens >= 5 * 15_776  # issue 21's target: 5x the bf16 plan's cache
     assert any("compute capability >= 9.0" in a for a in fp8.advice)  # an L4 (8.9): unsloth refuses FP8 there
     assert not any("load_in_fp8" in a for a in bf16.advice)
+
+def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l4():
+    result = run_cli("doctor", "--challenges", str(EVAL_2024))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "arc25 run here: engine: hf (model.backend=auto: no CUDA GPU" in out  # this CPU machine
+    assert "engine: unsloth (model.backend=auto: 4 CUDA GPU(s) on Kaggle's 4 x NVIDIA L4" in out
+    assert "memory plan per worker: backend=unsloth, card=NVIDIA L4" in out and "verdict: fits" in out
+    assert "PREDICTION for NVIDIA L4 (300 GB/s" in out and "memory-bandwidth roofline" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.strip().startswith(("bf16 ", "FP8 ")) and line.split()[1].replace(".", "").isdigit()]
+    assert [r[0] for r in rows] == ["bf16", "FP8", "bf16", "FP8"] and rows[1][1] == "8.46"

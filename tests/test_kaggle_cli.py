@@ -118,7 +118,7 @@ def test_push_stages_the_notebook_with_metadata_from_the_config(kaggle_env, tmp_
     refused = run_arc25("push", "--out", str(out), "--set", "kaggle.username=alice", env=env, cwd=REPO)
     assert refused.returncode == 2 and "kaggle.model_sources still names the placeholder owner" in refused.stderr
     proc = run_arc25("push", "--out", str(out), "--set", "kaggle.username=alice", "--set",
-                     "kaggle.competition=arc-prize-2026", "--set",
+                     "kaggle.competition=arc-prize-2026-arc-agi-2", "--set",
                      "kaggle.model_sources=bob/barc-induction-8b/transformers/default/2,alice/barc-weights", env=env,
                      cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -129,7 +129,7 @@ def test_push_stages_the_notebook_with_metadata_from_the_config(kaggle_env, tmp_
     assert meta["id"] == "alice/arc25" and meta["code_file"] == "kaggle_notebook.ipynb"
     assert meta["kernel_type"] == "notebook" and meta["enable_gpu"] is True and meta["enable_internet"] is False
     assert meta["machine_shape"] == "NvidiaL4" and meta["docker_image_pinning_type"] == "original"
-    assert meta["competition_sources"] == ["arc-prize-2026"]
+    assert meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
     assert meta["dataset_sources"] == ["alice/arc25-code", "alice/arc25-wheels", "alice/barc-weights"]
     assert meta["model_sources"] == ["bob/barc-induction-8b/transformers/default/2"]
     notebook = json.loads(call["files"]["kaggle_notebook.ipynb"])

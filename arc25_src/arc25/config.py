@@ -26,7 +26,9 @@ class ConfigError(UserError):
 @dataclass
 class ModelConfig:
     path: str = "/kaggle/input/barc-llama-3.1-arc-potpourri-induction-8b"
-    backend: str = "hf"  # hf | vllm | unsloth | scripted
+    # auto: unsloth on CUDA GPUs where it imports, else vllm on CUDA, else hf (always hf on a CPU);
+    # resolved once by arc25.backends.resolve_backend, logged, and written in run.json and the report
+    backend: str = "auto"  # auto | hf | vllm | unsloth | scripted
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     device: str = "auto"  # auto: cuda if available, else cpu
     attn_implementation: str = "sdpa"
@@ -140,7 +142,7 @@ class KaggleConfig:
     """Where the Kaggle side lives: `arc25 package / upload / push / submit` and kernel-metadata.json."""
 
     username: str = "your-kaggle-username"  # placeholder: the upload commands refuse it
-    competition: str = "arc-prize-2025"  # arc-prize-2026 shares the file format
+    competition: str = "arc-prize-2025"  # 2026: "arc-prize-2026-arc-agi-2", the same file format
     notebook: str = "arc25"  # kernel slug: username/notebook
     code_dataset: str = "arc25-code"  # small, re-uploaded often: the arc25 wheel
     wheels_dataset: str = "arc25-wheels"  # multi-GB, uploaded once per GPU stack

@@ -87,6 +87,24 @@ class ModelShape:
                    intermediate=c["intermediate_size"], vocab=c["vocab_size"], source=str(config_path))
 
 
+def weight_bytes(shape: ModelShape, fp8: bool = False, four_bit: bool = False) -> float:
+    """The weights vLLM holds: bf16; FP8 (unsloth's load_in_fp8: one byte per parameter of the decoder's
+    linear layers, per-channel scales negligible, the embeddings and LM head bf16: 8.46 GiB for the 8B, which
+    with 4 rank-32 LoRA slots is the 9.18-9.22 GiB vLLM reported on an H200, issue 21); or 4-bit
+    (bitsandbytes NF4, 0.5625 bytes per parameter with its scales)."""
+    embed = 2 * shape.vocab * shape.hidden
+    if fp8:
+        return (shape.params - embed) * 1 + embed * 2
+    if four_bit:
+        return (shape.params - embed) * 0.5625 + embed * 2
+    return shape.params * 2.0
+
+
+def fp8_weights(config: Config) -> bool:
+    """unsloth.load_in_fp8, on the engine that has it."""
+    return config.model.backend == "unsloth" and config.unsloth.load_in_fp8
+
+
 @dataclass
 class Item:
     name: str
@@ -135,16 +153,9 @@ def training_activation_gib(shape: ModelShape, tokens: int, answer_tokens: int, 
 
 
 def unsloth_weights_gib(shape: ModelShape, load_in_4bit: bool, load_in_fp8: bool) -> tuple[float, str]:
-    """The shared weights in vLLM and what they are. 4-bit: NF4 with its scales (0.5625 bytes per
-    parameter); FP8: one byte per parameter of the decoder's linear layers (vLLM's per-channel scales are
-    4 bytes per output row: negligible). The embeddings and the LM head stay bf16 in both: 8.46 GiB for
-    the 8B in FP8, which with 4 rank-32 LoRA slots is the 9.18 GiB vLLM reported on an H200 (issue 21)."""
-    embed = 2 * shape.vocab * shape.hidden
-    if load_in_4bit:
-        return ((shape.params - embed) * 0.5625 + embed * 2) / GIB, "4-bit"
-    if load_in_fp8:
-        return ((shape.params - embed) + embed * 2) / GIB, "fp8 (embeddings and head bf16)"
-    return shape.params * 2 / GIB, "bf16"
+    """The shared weights in vLLM (`weight_bytes`) and what they are."""
+    note = "4-bit" if load_in_4bit else "fp8 (embeddings and head bf16)" if load_in_fp8 else "bf16"
+    return weight_bytes(shape, fp8=load_in_fp8, four_bit=load_in_4bit) / GIB, note
 
 
 def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longest_prompt: int) -> MemoryPlan:
@@ -155,7 +166,7 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
     lora = shape.lora_params(lc.rank, list(lc.target_modules))
     train_tokens = min(longest_prompt + sc.max_tokens + 1, tc.max_seq_len)
     answer_tokens = max(1, train_tokens - longest_prompt)
-    weights = shape.params * 2 / GIB
+    weights = weight_bytes(shape) / GIB
     kv_token = shape.kv_bytes_per_token(config.unsloth.fp8_kv_cache if backend == "unsloth" else False)
     # every task in flight samples its epoch at once: the prompt once (prefix caching), each answer apart
     prompts_per_epoch = max(1, config.search.predictions_per_epoch // max(1, sc.n_per_prompt))
@@ -170,7 +181,7 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)
-        weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, uc.load_in_fp8)
+        weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, fp8_weights(config))
         slots = tasks * lora * 2 * VLLM_SLOT_FACTOR / GIB
         vllm_acts = (uc.max_num_batched_tokens * (2 * shape.intermediate + 4 * shape.hidden) * 2 * VLLM_ACT_FACTOR / GIB
                      + VLLM_NON_TORCH_GIB)

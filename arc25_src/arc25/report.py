@@ -183,12 +183,21 @@ def header_section(data: RunData, tasks: Mapping[str, Task]) -> str:
         ["test inputs", sum(len(t.test_inputs) for t in tasks.values())],
         ["tasks with a result", f"{len(data.results)} / {len(tasks)}"],
         ["model", f"{model.get('path', '-')} ({model.get('backend', '-')} backend)"],
+        ["engine", _engine(run.get("engine"))],
         ["workers", f"{run.get('n_workers', '-')} on {run.get('devices', '-')}"],
         ["time limit", f"{_fmt(run.get('time_limit_s'), 0)} s"],
         ["started", _when(run.get("started_at"))],
         ["wall time", f"{_fmt(_wall_time(data), 1)} s"],
     ]
     return md_table(["run", ""], rows)
+
+
+def _engine(engine: Any) -> str:
+    """run.json's resolved engine: which backend ran, and why (a fall-back is named)."""
+    if not isinstance(engine, dict):
+        return "-"
+    text = f"{engine.get('name', '-')} (model.backend={engine.get('requested', '-')}: {engine.get('reason', '')})"
+    return text + (f"; {engine['fallback']}" if engine.get("fallback") else "")
 
 
 def _when(value: Any) -> str:

@@ -39,6 +39,7 @@ from typing import Any, ContextManager, Iterator, TextIO
 from filelock import FileLock, Timeout
 
 from arc25 import claims
+from arc25.backends import BackendChoice, machine_for, resolved
 from arc25.config import Config
 from arc25.errors import UserError, existing_dir, one_line, writable_dir
 from arc25.io import atomic_write_json
@@ -56,9 +57,10 @@ TASK_ORDERS = ("longest_first", "shortest_first", "file")
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL: results are already on disk, nothing to wait for
 KILL_WAIT_S = 5.0  # SIGKILL -> giving up on the process (a task in uninterruptible sleep can outlive SIGKILL)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C: stop the workers, merge, exit
-MODEL_FOLDER_BACKENDS = ("hf", "vllm", "unsloth")
+MODEL_FOLDER_BACKENDS = ("auto", "hf", "vllm", "unsloth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+SAFETENSORS_HEADER_MAX = 100 << 20  # the format's own limit on its JSON header
 
 # How a worker starts: PR_SET_PDEATHSIG (1) first, so it is SIGKILLed when the parent dies, however it dies;
 # then the parent check closes the race of a parent that died before prctl; then `python -m arc25.workers`.
@@ -149,7 +151,8 @@ def plan_devices(n_workers: int | None, gpus: list[str] | None) -> list[str]:
 
 def check_model(config: Config) -> None:
     """Fail once, in a second, with one line naming the path and the reason, rather than in every worker
-    after it has started: the model folder (config, tokenizer files, weights, the tokenizer loads) or, for
+    after it has started: the model folder (config, tokenizer files, weights, the tokenizer loads with its chat
+    template) or, for
     the scripted backend, its completions file."""
     backend, path = config.model.backend, Path(config.model.path)
     if backend == "scripted":
@@ -220,16 +223,24 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def _check_safetensors(path: Path) -> None:
-    """The header fits in the file: catches Git LFS pointers and truncated downloads without reading GBs."""
+    """The file is as long as its header says: catches Git LFS pointers and downloads cut short (in the
+    header or in the tensors) without reading GBs."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
+            header = int.from_bytes(head, "little") if len(head) == 8 else -1
+            text = f.read(header) if 0 < header <= SAFETENSORS_HEADER_MAX and 8 + header <= size else b""
     except OSError as exc:
         raise UserError(f"{path}: cannot read the weights ({exc.strerror or one_line(exc)})") from None
-    header = int.from_bytes(head, "little") if len(head) == 8 else -1
-    if header <= 0 or 8 + header > size:
-        raise UserError(f"{path}: not a complete safetensors file ({size} bytes; a Git LFS pointer or a "
+    try:
+        entries = json.loads(text) if text else None
+        end = max((int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        end = None
+    if end is None or 8 + header + end != size:
+        expected = f" of {8 + header + end}" if end is not None else ""
+        raise UserError(f"{path}: not a complete safetensors file ({size} bytes{expected}; a Git LFS pointer or a "
                         f"truncated download?)")
 
 
@@ -237,9 +248,12 @@ def _check_tokenizer_loads(path: Path) -> None:
     from transformers import AutoTokenizer  # lazy and torch-free use: the parent never touches CUDA
 
     try:
-        AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:  # transformers raises many kinds (OSError, ValueError, JSON errors...)
         raise UserError(f"{path}: the tokenizer does not load ({one_line(exc)})") from None
+    if not getattr(tokenizer, "chat_template", None):  # arc25.prompts renders every prompt through it
+        raise UserError(f"{path}: the tokenizer has no chat template (tokenizer_config.json's chat_template or "
+                        "chat_template.jinja)")
 
 
 def prepare_run_dir(run_dir: str | Path) -> Path:
@@ -571,13 +585,15 @@ class Supervisor:
 
 
 def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_ids: list[str], devices: list[str],
-                   started: float, deadline: float, config: Config, skipped: dict[str, str]) -> None:
+                   started: float, deadline: float, config: Config, skipped: dict[str, str],
+                   engine: BackendChoice | None = None) -> None:
+    """run.json: what the workers read (config.model.backend is the resolved engine) and the report shows."""
     try:
         atomic_write_json(run_dir / RUN_FILE, {
             "challenges": challenges, "solutions": solutions, "task_ids": task_ids, "n_workers": len(devices),
             "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
             "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
-            "config": config.to_dict(),
+            "config": config.to_dict(), "engine": engine.to_dict() if engine else None,
         })
     except OSError as exc:  # a full disk before any work: one line, no traceback
         raise UserError(f"{run_dir / RUN_FILE}: cannot write ({exc.strerror or one_line(exc)})") from None
@@ -638,6 +654,8 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
     task_set = load_run_tasks(challenges, solutions, skip_invalid_tasks)
     task_ids = order_tasks(task_set.tasks, config.run.task_order)
     devices = plan_devices(n_workers, gpus)
+    config, engine = resolved(config, machine_for(devices))
+    log.info("%s", engine.describe())
     check_model(config)
     run_dir = prepare_run_dir(run_dir)
     with hold_run_dir(run_dir):
@@ -647,7 +665,7 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         reserve = effective_reserve(config)
         deadline = started + config.run.time_limit_s - reserve
         write_run_file(run_dir, _source(challenges), _source(solutions) if solutions else None, task_ids, devices,
-                       started, deadline, config, task_set.errors)
+                       started, deadline, config, task_set.errors, engine)
         grace_s = min(STOP_GRACE_S, reserve / 4)  # stopping the workers leaves most of the reserve to the final merge
         # Worker logs are for after the fact: at least INFO, even when the console is quiet.
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())

@@ -79,6 +79,7 @@ class EngineSpan:
     sequences: int = 0  # completions ended (generate) or samples trained (train)
     tokens: int = 0  # completion tokens (generate) or trained tokens (train)
     running: float = 0.0  # generate: mean sequences in the engine per step (streaming); 0: not measured
+    prompt_tokens: int = 0  # generate: the prompt tokens of the completions that ended (each sequence's context)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class EngineLog:
     # (start, end) of every span: training beside generation overlaps, busy time is their union
     intervals: list[tuple[float, float]] = field(default_factory=list)
     running_s: float = 0.0  # sum of span.running x duration over generate spans that measured it
+    prompt_tokens: int = 0  # generate spans' prompt tokens, one prompt per completion
     running_span_s: float = 0.0
 
     def record(self, span: EngineSpan) -> None:
@@ -102,6 +104,8 @@ class EngineLog:
         self.sequences[span.kind] = self.sequences.get(span.kind, 0) + span.sequences
         self.calls_by_kind[span.kind] = self.calls_by_kind.get(span.kind, 0) + 1
         self.intervals.append((span.start, span.end))
+        if span.kind == "generate":
+            self.prompt_tokens += span.prompt_tokens
         if span.running:
             self.running_s += span.running * (span.end - span.start)
             self.running_span_s += span.end - span.start
@@ -123,6 +127,9 @@ class EngineLog:
             "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
             # streaming: how full the engine was while it decoded (sequences in flight per step)
             "mean_running": round(self.running_s / self.running_span_s, 1) if self.running_span_s else 0.0,
+            # each running sequence's context (what a decoding step reads of the KV cache): arc25.throughput
+            "mean_prompt_tokens": round(self.prompt_tokens / max(1, self.sequences.get("generate", 0)), 1),
+            "mean_completion_tokens": round(self.tokens.get("generate", 0) / max(1, self.sequences.get("generate", 0)), 1),
         }
 
 
@@ -371,6 +378,7 @@ class Scheduler:
         completions = [c for cs in answer for c in cs]
         self._span.sequences += len(completions)
         self._span.tokens += sum(c.completion_tokens for c in completions)
+        self._span.prompt_tokens += sum(c.prompt_tokens for c in completions)
         solver.timings.seconds["generate"] += time.time() - submitted
         self._accept(solver, answer)
 
@@ -421,7 +429,8 @@ class Scheduler:
         seconds = time.time() - start
         completions = [c for answer in answers for cs in answer for c in cs]
         self.engine_log.record(EngineSpan("generate", start, start + seconds, [s.task.task_id for s in members],
-                                          len(completions), sum(c.completion_tokens for c in completions)))
+                                          len(completions), sum(c.completion_tokens for c in completions),
+                                          prompt_tokens=sum(c.prompt_tokens for c in completions)))
         for solver, answer in zip(members, answers):
             solver.timings.seconds["generate"] += seconds
             self._accept(solver, answer)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from arc25.backends import load_backend
+from arc25.backends import load_backend, machine_for, resolved
 from arc25.config import add_config_arguments, config_from_args
 from arc25.errors import UserError, writable_dir
 from arc25.execution import Executor
-from arc25.run import check_model
+from arc25.run import check_model, detect_gpus
 from arc25.search_and_learn import solve_tasks
 from arc25.task_result import TIME_PHASES, TaskResult
 from arc25.tasks import default_solutions_path, load_tasks
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"{args.challenges}: no task {unknown[0]!r}")
     budget = args.budget_s if args.budget_s is not None else config.run.per_task_cap_s
+    config, engine = resolved(config, machine_for(detect_gpus()[:1]))  # this process, one device
+    print(engine.describe(), flush=True)
     check_model(config)  # one clear line, before minutes of model loading
     writable_dir(args.out, "the output folder")
     backend = load_backend(config)

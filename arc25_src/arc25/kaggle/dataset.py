@@ -5,14 +5,17 @@ dataset as often as the code changes:
 
 - code: the arc25 wheel (built from the checkout);
 - wheels: a wheelhouse made by `arc25 wheels` (every wheel but arc25's, its
-  requirements-kaggle.txt and wheelhouse.json).
+  requirements-kaggle.txt and wheelhouse.json);
+- model: a downloaded model folder (the BARC 8B), checked as `arc25 run` checks it; the notebook finds
+  it under /kaggle/input by its files.
 
 Nothing that looks like a credential is ever staged: the kaggle CLI's own files
 (kaggle.json, access_token, credentials.json, anything under a .kaggle folder),
 .env and .netrc files, and any file whose bytes hold a Kaggle token (the KGAT
-prefix and an underscore) or the value of a KAGGLE_KEY / KAGGLE_API_TOKEN found in the environment or
-the CLI's files. The folder then holds exactly what the manifest lists, plus the
-manifest and the metadata.
+prefix and an underscore), a key in its format (a kaggle.json's username and 32-hex key, a
+KAGGLE_KEY=<32 hex> line: anyone's key, not only this machine's) or the value of a KAGGLE_KEY /
+KAGGLE_API_TOKEN found in the environment or the CLI's files. The folder then holds exactly
+what the manifest lists, plus the manifest and the metadata.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ TOKEN_PREFIX = b"KGAT" + b"_"  # split so this file itself is not a match
 CREDENTIAL_NAMES = {"kaggle.json", "credentials.json", ".netrc", "_netrc", ".pypirc"}
 SECRET_VARS = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 MIN_SECRET_LEN = 8  # shorter values would match by chance
+# A Kaggle API key by its format, whosever it is: a kaggle.json ({"username": ..., "key": 32 hex digits}, in
+# either order, quotes possibly escaped inside another JSON string) or a KAGGLE_KEY assignment (.env, shell)
+_Q = rb'\\?"'
+_HEX_KEY = _Q + rb"key" + _Q + rb"\s{0,8}:\s{0,8}" + _Q + rb"[0-9a-fA-F]{32}" + _Q
+_USERNAME = _Q + rb"username" + _Q + rb"\s{0,8}:\s{0,8}" + _Q + rb"[^\"\\\n]{0,64}" + _Q
+KEY_FORMATS = re.compile(_USERNAME + rb"\s{0,8},\s{0,8}" + _HEX_KEY + rb"|" + _HEX_KEY + rb"\s{0,8},\s{0,8}" + _USERNAME
+                         + rb"|KAGGLE_KEY\s{0,8}[=:]\s{0,8}[\"']?[0-9a-fA-F]{32}\b")
+FORMAT_SPAN = 256  # the longest text KEY_FORMATS matches, for the overlap between chunks
 SCAN_MEMBER_MAX = 4 << 20  # archive members larger than this are binaries (.so): names only
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
@@ -52,7 +63,7 @@ class StagedFile:
 
 @dataclass
 class Manifest:
-    kind: str  # code | wheels
+    kind: str  # code | wheels | model
     id: str
     arc25_version: str
     created_at: str
@@ -111,11 +122,12 @@ def credential_name(name: str) -> bool:
 
 
 def _has_secret(data: bytes, secrets: list[bytes]) -> bool:
-    return TOKEN_PREFIX in data or any(s in data for s in secrets)
+    """A Kaggle token (TOKEN_PREFIX), a key in kaggle.json's or KAGGLE_KEY's format, or a known secret value."""
+    return TOKEN_PREFIX in data or KEY_FORMATS.search(data) is not None or any(s in data for s in secrets)
 
 
 def _scan_stream(path: Path, secrets: list[bytes]) -> bool:
-    overlap = max([len(TOKEN_PREFIX), *map(len, secrets)]) - 1
+    overlap = max([FORMAT_SPAN, *map(len, secrets)]) - 1
     tail = b""
     with open(path, "rb") as f:
         while chunk := f.read(8 << 20):
@@ -187,6 +199,25 @@ def wheelhouse_files(wheels_dir: Path) -> list[Path]:
         raise UserError(f"--wheels {wheels_dir}: no wheels in it; make it with `arc25 wheels --out {wheels_dir}`")
     files += [wheels_dir / name for name in (REQUIREMENTS_NAME, INFO_NAME) if (wheels_dir / name).is_file()]
     return files
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """A downloaded model folder's files for the model dataset, after the checks `arc25 run` makes on it
+    (config.json, tokenizer files, every weights shard present and complete, the tokenizer and its chat
+    template load). Its sub-folders (a hub download's .cache, Meta's original/) are not needed: named, left out."""
+    from arc25.run import check_model_folder  # the run's own checks (it imports transformers lazily)
+
+    check_model_folder(model_dir, "hf")
+    left_out = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
+    if left_out:
+        log.warning("%s: sub-folders left out (the model does not read them): %s", model_dir, ", ".join(left_out))
+    return sorted(p for p in model_dir.iterdir() if p.is_file())
+
+
+def slug_for(name: str) -> str:
+    """A dataset slug from a folder name: lowercase letters, digits and '-', 6 to 50 characters."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
+    return slug if len(slug) >= 6 else f"{slug}-model".lstrip("-")
 
 
 def _prepare_out(out: Path) -> None:
