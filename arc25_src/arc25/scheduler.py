@@ -51,6 +51,7 @@ from typing import Callable, Iterator
 
 from arc25.backends.base import Backend, streams
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
+from arc25.io import open_regular
 from arc25.search_and_learn import ADAPTER_SLOT, Job, TaskSolver
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class EngineLog:
             self.running_s += span.running * (span.end - span.start)
             self.running_span_s += span.end - span.start
         if self.path is not None:
-            with open(self.path, "a") as f:  # one small write per line: readers see whole lines
+            with open_regular(self.path, "a") as f:  # one small write per line: readers see whole lines
                 f.write(json.dumps(asdict(span), separators=(",", ":")) + "\n")
 
     def summary(self, now: float | None = None) -> dict[str, float]:

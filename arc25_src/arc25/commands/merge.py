@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 
 from arc25.errors import UserError, writable_file
+from arc25.io import read_text
+from arc25.rundir import RUN_FILE
 from arc25.submission import SUBMISSION_FILE, validate_submission, write_submission
 from arc25.tasks import load_tasks_tolerant
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_challenges(run_dir: Path) -> str:
     """The challenges a run was started on, from its run.json."""
     try:
-        return str(json.loads((run_dir / "run.json").read_text())["challenges"])
+        return str(json.loads(read_text(run_dir / RUN_FILE))["challenges"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{run_dir / 'run.json'}: cannot tell the run's challenges; pass --challenges") from None
 
