@@ -41,6 +41,8 @@ def open_regular(path: str | Path, mode: str = "r", follow: bool = False) -> io.
         raise
     try:
         kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise NotRegularFile(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(kind):
             raise NotRegularFile(errno.EINVAL, f"not a regular file ({_kind(kind)})", str(path))
         os.set_blocking(fd, True)  # no effect on a regular file's reads; plain file semantics from here
@@ -52,7 +54,7 @@ def open_regular(path: str | Path, mode: str = "r", follow: bool = False) -> io.
 
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
     return "a special file"
@@ -62,6 +64,29 @@ def read_text(path: str | Path, follow: bool = False) -> str:
     """The text of a regular file (see `open_regular`)."""
     with open_regular(path, "r", follow) as f:
         return f.read()
+
+
+def loads_noting_duplicates(text: str, source: str) -> Any:
+    """json.loads, keeping the last value of a duplicated key as json.loads does (and as Kaggle's own
+    loader would), but saying so: one warning per top-level key that appears more than once (a task id
+    twice in a challenges or solutions file silently drops the other task)."""
+    seen: list[tuple[dict[str, Any], list[str]]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) < len(pairs):
+            counts: dict[str, int] = {}
+            for key, _ in pairs:
+                counts[key] = counts.get(key, 0) + 1
+            seen.append((data, [key for key, n in counts.items() if n > 1]))
+        return data
+
+    data = json.loads(text, object_pairs_hook=hook)
+    for obj, keys in seen:
+        if obj is data:  # the top level: task ids
+            for key in keys:
+                log.warning("%s: task id %r appears more than once; keeping the last one", source, key)
+    return data
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json
+from arc25.io import loads_noting_duplicates, read_text
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,15 @@ class Task:
 
 
 def _read_json(path: Path) -> Any:
+    """A task file's JSON: a regular file (never blocks on a FIFO); a duplicated task id is warned about."""
     try:
-        text = path.read_text()
+        text = read_text(path, follow=True)
     except OSError as exc:
         raise TaskFileError(str(path), f"cannot read file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise TaskFileError(str(path), "not UTF-8 text") from None
     try:
-        return json.loads(text)
+        return loads_noting_duplicates(text, str(path))
     except json.JSONDecodeError as exc:
         raise TaskFileError(str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
