@@ -3,9 +3,10 @@
 The run's own files are opened only through `open_regular`: a path that is not a regular file
 (a FIFO or device a program left at `claims/<task>.json`, a symlink swapped in) is refused with
 `NotRegularFile` (an OSError: callers treat it as an unreadable file) instead of blocking.
-Measured: a plain `open()` of a FIFO with no writer blocks for ever, and SIGTERM handlers never
-run while the main thread sits in it; O_NONBLOCK makes the open return at once, and fstat tells
-what was opened before anything is read or written.
+A plain `open()` of a FIFO with no writer blocks for ever, and a signal does not free it: the
+run's SIGTERM handler only records the stop, and Python retries the interrupted open (PEP 475)
+(tests/test_task_ids.py: the run never ended before this). O_NONBLOCK makes the open return at
+once, and fstat tells what was opened before anything is read or written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,20 @@ class NotRegularFile(OSError):
 
 def open_regular(path: str | Path, mode: str = "r", follow: bool = False) -> io.IOBase:
     """Open a regular file without ever blocking on a special one: O_NONBLOCK (and O_NOFOLLOW unless
-    `follow`), then fstat; anything but a regular file raises NotRegularFile. Modes: r, rb, a, ab."""
+    `follow`), then fstat. Reading (r, rb), anything but a regular file raises NotRegularFile; appending
+    (a, ab), a special file or symlink where the run keeps its file is replaced by a new file, with a
+    warning, so the log or predictions go on (a folder still raises)."""
+    try:
+        return _open_regular(path, mode, follow)
+    except NotRegularFile as exc:
+        if mode.startswith("r") or exc.errno == errno.EISDIR:
+            raise
+        log.warning("%s: %s where the run keeps a file; replaced by a new file", path, exc.strerror)
+        os.unlink(path)
+        return _open_regular(path, mode, follow)
+
+
+def _open_regular(path: str | Path, mode: str, follow: bool) -> io.IOBase:
     flags = os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     flags |= os.O_RDONLY if mode.startswith("r") else os.O_WRONLY | os.O_APPEND | os.O_CREAT
     try:
