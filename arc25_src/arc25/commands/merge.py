@@ -1,7 +1,7 @@
 """Merge a run's per-task results into a Kaggle submission.json.
 
 Every task of the challenges gets an entry with two attempts per test input: from
-RUN_DIR/tasks/TASK_ID/result.json when it is there and valid, else the fallback
+RUN_DIR/tasks/<name>/result.json (rundir.task_dir_name) when it is there and valid, else the fallback
 (the test input itself, then a 1x1 grid). The file is written atomically and then
 validated. With no run folder yet, every task gets the fallback, so a valid
 submission can exist before the run starts. Neither bad run data nor an invalid
