@@ -101,7 +101,7 @@ def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> TaskRes
         return None
     if result.task_id != task_id:
         if warn:
-            log.warning("%s: result of task %r, not %r; ignored", path, result.task_id, task_id)
+            log.warning("%s: result is for task %r; ignored", path, result.task_id)
         return None
     return result
 
