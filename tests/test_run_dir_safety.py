@@ -29,7 +29,7 @@ from test_signals import HUNG
 from test_workers import ROTATED, TASK_IDS, check_submission, data, run_args  # noqa: F401 (data: fixture)
 
 HANG_GUARD_S = 120  # far beyond what these small runs need: only a hung run gets here
-HOSTILE_IDS = ["../escape", "", ".", "..", "a\x00b", "x" * 300, "UPPER case/with space", "-rf"]
+HOSTILE_IDS = ["../escape", "", ".", "..", "a\x00b", "x" * 300, "UPPER case/with space", "-rf", "\ud800"]
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -53,20 +53,20 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def test_task_dir_name_is_safe_bounded_distinct_and_keeps_plain_ids():
-    ids = HOSTILE_IDS + ["/etc/passwd", "\ud800", ROTATED, "ABC", "abc", task_dir_name("../escape")]
+    ids = HOSTILE_IDS + ["/etc/passwd", ROTATED, "ABC", "abc", task_dir_name("../escape")]
     names = [task_dir_name(t) for t in ids]
     assert len(set(names)) == len(ids)  # an id crafted as another's name still gets its own
     for name in names:
         assert name not in ("", ".", "..") and len(name) <= 64 and name[0] not in ".-"
         assert all(c.isascii() and (c.isalnum() or c in "_-") for c in name), name
     assert task_dir_name(ROTATED) == ROTATED and task_dir_name("abc") == "abc"  # ARC ids read as themselves
-    assert task_dir_name("../escape") == task_dir_name("../escape")  # stable across processes (a hash, no salt)
+    assert task_dir_name("../escape") == "escape-1ba7343c47dc442d"  # a hash, no salt: stable across processes
 
 
 def test_hostile_task_ids_stay_inside_the_run_folder_and_keep_their_raw_ids(data, tmp_path):
-    """Every id becomes a task of a real run: `../`, absolute, NUL, 300 characters, "", ".", "..". Each is solved,
-    the submission has the raw ids, and nothing is written outside RUN_DIR (an absolute id named a folder with a
-    result.json in it, which an earlier version overwrote)."""
+    """Every id becomes a task of a real run: `../`, absolute, NUL, 300 characters, "", ".", "..", a lone surrogate.
+    Each is solved, the submission has the raw ids, and nothing is written outside RUN_DIR (an absolute id named a
+    folder with a result.json in it, which an earlier version overwrote)."""
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "result.json").write_text("precious")
