@@ -104,10 +104,11 @@ def build_submission(run_dir: str | Path, tasks: Mapping[str, Task]) -> tuple[Su
         except Exception:  # never let one task's data cost the whole submission
             log.exception("%s: merge failed; using the fallback", task_id)
             submission[task_id], sources[task_id] = fallback_entry(task), "fallback"
-    # belt and braces: anything still invalid is replaced by the fallback
-    for problem_id in sorted({p.split(":")[0] for p in validate_submission(submission, tasks)} & set(tasks)):
-        log.error("%s: merged entry invalid; using the fallback", problem_id)
-        submission[problem_id], sources[problem_id] = fallback_entry(tasks[problem_id]), "fallback"
+    # belt and braces: anything still invalid is replaced by the fallback (per task: an id may hold a ":")
+    for task_id, task in tasks.items():
+        if _entry_problems(task_id, submission[task_id], task):
+            log.error("%s: merged entry invalid; using the fallback", task_id)
+            submission[task_id], sources[task_id] = fallback_entry(task), "fallback"
     return submission, sources
 
 
