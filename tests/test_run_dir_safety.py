@@ -126,7 +126,7 @@ def test_fifos_in_the_run_folder_neither_hang_the_run_nor_block_sigterm(data, tm
             proc.communicate()
             pytest.fail("the run hung on a FIFO, and SIGTERM had no effect")
     assert reached and proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert "not a regular file" in err and "unreadable claim" in err
+    assert "not a regular file" in err and "unreadable claim" in err and "replaced by a new file" in err
     check_submission(out, data["challenges"])
     assert json.loads(result_path(out, ROTATED).read_text())["status"] == "done"
 
