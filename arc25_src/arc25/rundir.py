@@ -3,15 +3,23 @@
 RUN_DIR/
     run.json                            challenges, solutions, task_ids (claim order), n_workers, devices,
                                         started_at, deadline, time_limit_s, config, skipped_tasks
-    tasks/<task_id>/result.json         the task's TaskResult (arc25.task_result), rewritten atomically
-    tasks/<task_id>/predictions.jsonl.gz  every completion, its augmentation, what its program did
-    claims/<task_id>.json, .lock        who works on what (arc25.claims); run.lock: one parent per RUN_DIR
+    tasks/<name>/result.json            the task's TaskResult (arc25.task_result), rewritten atomically
+    tasks/<name>/predictions.jsonl.gz   every completion, its augmentation, what its program did
+    claims/<name>.json, .lock           who works on what (arc25.claims); run.lock: one parent per RUN_DIR
     workers/worker-<k>.log              the worker's log (its stdout and stderr)
     workers/worker-<k>.status.json      {worker, pid, state, tasks: [{task_id, phase, epoch}], engine, ...}
     workers/worker-<k>.timeline.jsonl   one line per task attempt
     workers/worker-<k>.engine.jsonl     one line per engine call (generate / train), for busy time
     submission.json                     written when the run starts (fallbacks), at the deadline and at the end
     .merge-space                        disk space held for the final merge while the workers run (arc25.run)
+
+<name> is `task_dir_name(task_id)`, the one place a task id becomes a file name. Task ids are
+data from a file nobody vetted: `../x`, `/etc/passwd`, "", ".", "..", a NUL byte or 300
+characters must never become a path. An id of 1-64 lowercase letters and digits (every ARC
+id: 8 hex digits) is its own name; any other id becomes a readable prefix (its letters,
+digits and underscores, at most 40) + "-" + 16 hex digits of its SHA-256. The two forms cannot
+collide (only the second has a "-"), names are at most 57 characters, never start with "."
+or "-". The files keep the raw id inside (result.json, claims), and readers check it.
 
 Logs are best effort: the timeline, the engine log and the status files are written through
 `append_log_line` / `write_status`, which drop what cannot be written (a full disk, an unwritable path)
@@ -22,16 +30,18 @@ not logs and still raise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from arc25.errors import one_line
-from arc25.io import atomic_write_json
+from arc25.io import atomic_write_json, open_regular, read_text
 from arc25.task_result import TaskResult
 
 log = logging.getLogger(__name__)
@@ -45,19 +55,43 @@ RESULT_FILE = "result.json"
 PREDICTIONS_FILE = "predictions.jsonl.gz"
 
 
+_PLAIN_ID = re.compile(r"[0-9a-z]{1,64}")
+_UNSAFE = re.compile(r"[^0-9A-Za-z_]+")
+PREFIX_CHARS = 40
+HASH_CHARS = 16
+
+
 # -- tasks -------------------------------------------------------------------------------------
+
+
+def task_dir_name(task_id: str) -> str:
+    """The file name for a task id (see the module docstring): the id itself when it is plain, else a
+    sanitized prefix + a hash of the raw id. Every path derived from a task id goes through here."""
+    if _PLAIN_ID.fullmatch(task_id):
+        return task_id
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    prefix = _UNSAFE.sub("_", task_id)[:PREFIX_CHARS].strip("_") or "id"
+    return f"{prefix}-{digest}"
 
 
 def tasks_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / TASKS_DIR
 
 
+def task_dir(run_dir: str | Path, task_id: str) -> Path:
+    return tasks_dir(run_dir) / task_dir_name(task_id)
+
+
 def result_path(run_dir: str | Path, task_id: str) -> Path:
-    return tasks_dir(run_dir) / task_id / RESULT_FILE
+    return task_dir(run_dir, task_id) / RESULT_FILE
 
 
 def predictions_path(run_dir: str | Path, task_id: str) -> Path:
-    return tasks_dir(run_dir) / task_id / PREDICTIONS_FILE
+    return task_dir(run_dir, task_id) / PREDICTIONS_FILE
+
+
+def claim_path(run_dir: str | Path, task_id: str) -> Path:
+    return Path(run_dir) / CLAIMS_DIR / f"{task_dir_name(task_id)}.json"
 
 
 def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> TaskResult | None:
@@ -67,13 +101,18 @@ def read_result(run_dir: str | Path, task_id: str, warn: bool = True) -> TaskRes
     """
     path = result_path(run_dir, task_id)
     try:
-        return TaskResult.from_dict(json.loads(path.read_text()))
+        result = TaskResult.from_dict(json.loads(read_text(path)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         if warn:
             log.warning("%s: unreadable result ignored (%s)", path, exc)
         return None
+    if result.task_id != task_id:
+        if warn:
+            log.warning("%s: result is for task %r; ignored", path, result.task_id)
+        return None
+    return result
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -101,7 +140,7 @@ def log_path(run_dir: str | Path, index: int) -> Path:
 
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
@@ -111,7 +150,7 @@ def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
     """The whole lines of a JSONL file that parse as objects (a line being written is skipped)."""
     rows = []
     try:
-        lines = path.read_text().splitlines()
+        lines = read_text(path).splitlines()
     except OSError:
         return rows
     for line in lines:
@@ -127,7 +166,7 @@ def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
 def last_line(path: Path) -> str:
     """The last line of a log file (a worker's last words), for the parent's error message."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 2000))
             lines = f.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else "(empty log)"
@@ -154,7 +193,7 @@ def append_log_line(path: Path, row: dict[str, Any]) -> bool:
     """Append one JSON line to a log file, best effort: False (counted, warned once) when it cannot be written.
     A single small write, so concurrent readers see whole lines."""
     try:
-        with open(path, "a") as f:
+        with open_regular(path, "a") as f:
             f.write(json.dumps(row, separators=(",", ":")) + "\n")
         return True
     except OSError as exc:

@@ -37,12 +37,12 @@ from arc25.backends.base import Backend, Completion, GenerationRequest, Sampling
 from arc25.config import Config, derive_seed
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
 from arc25.grid import grid_to_json
-from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl
+from arc25.io import append_jsonl_gz, atomic_write_json, read_jsonl, read_text
 from arc25.metrics import pass_at_n, score_prediction, train_pass_at_n
 from arc25.prediction import Prediction
 from arc25.prompts import PromptSpec, build_messages, extract_code
 from arc25.relabel import Relabeler, training_sample
-from arc25.rundir import PREDICTIONS_FILE, RESULT_FILE
+from arc25.rundir import PREDICTIONS_FILE, RESULT_FILE, task_dir_name
 from arc25.task_result import TIME_PHASES, EpochRecord, TaskResult
 from arc25.tasks import Task
 
@@ -93,7 +93,7 @@ class TaskSolver:
     ) -> None:
         self.task, self.backend, self.executor, self.config = task, backend, executor, config
         self.budget_s, self.adapter, self.clock, self.fence = budget_s, adapter, clock, fence
-        self.out_dir = Path(out_dir) / task.task_id if out_dir is not None else None
+        self.out_dir = Path(out_dir) / task_dir_name(task.task_id) if out_dir is not None else None
         self.state = SolverState()
         self.timings = Timings()
         self.relabeler = Relabeler(config.training.max_samples_per_epoch)
@@ -144,7 +144,7 @@ class TaskSolver:
     def _earlier_epochs(self) -> list[EpochRecord]:
         """The per-epoch records of the earlier attempt, when its result file is readable."""
         try:
-            rows = json.loads((self.out_dir / RESULT_FILE).read_text())["epochs"]
+            rows = json.loads(read_text(self.out_dir / RESULT_FILE))["epochs"]
             return [EpochRecord.from_dict(row) for row in rows if row["epoch"] < self.state.epoch]
         except (OSError, ValueError, KeyError, TypeError):
             return []

@@ -24,7 +24,7 @@ from arc25.rundir import SUBMISSION_FILE, read_result, result_path  # noqa: F401
 from arc25.task_result import TaskResult
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json
-from arc25.io import atomic_write_json
+from arc25.io import atomic_write_json, loads_noting_duplicates, read_text
 from arc25.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,11 @@ def build_submission(run_dir: str | Path, tasks: Mapping[str, Task]) -> tuple[Su
         except Exception:  # never let one task's data cost the whole submission
             log.exception("%s: merge failed; using the fallback", task_id)
             submission[task_id], sources[task_id] = fallback_entry(task), "fallback"
-    # belt and braces: anything still invalid is replaced by the fallback
-    for problem_id in sorted({p.split(":")[0] for p in validate_submission(submission, tasks)} & set(tasks)):
-        log.error("%s: merged entry invalid; using the fallback", problem_id)
-        submission[problem_id], sources[problem_id] = fallback_entry(tasks[problem_id]), "fallback"
+    # belt and braces: anything still invalid is replaced by the fallback (per task: an id may hold a ":")
+    for task_id, task in tasks.items():
+        if _entry_problems(task_id, submission[task_id], task):
+            log.error("%s: merged entry invalid; using the fallback", task_id)
+            submission[task_id], sources[task_id] = fallback_entry(task), "fallback"
     return submission, sources
 
 
@@ -273,13 +274,13 @@ def score_submission(submission: Any, tasks_with_solutions: Mapping[str, Task | 
 def _read_json(path: str | Path, what: str) -> Any:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path, follow=True)
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: {what} is not UTF-8 text") from None
     try:
-        return json.loads(text)
+        return loads_noting_duplicates(text, str(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
 

@@ -1,6 +1,6 @@
 """What a task's search and learn produced: one type for the solver, claims, merger and report.
 
-`TaskResult` is written as `RUN_DIR/tasks/<task_id>/result.json` (atomically, after
+`TaskResult` is written as `RUN_DIR/tasks/<name>/result.json` (`rundir.task_dir_name`; atomically, after
 every epoch) and read back by `arc25.rundir.read_result`. `from_dict` checks what it
 reads, so a reader never trips over a damaged file: it gets a ValueError and treats
 the task as having no result.

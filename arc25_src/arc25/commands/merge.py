@@ -1,7 +1,7 @@
 """Merge a run's per-task results into a Kaggle submission.json.
 
 Every task of the challenges gets an entry with two attempts per test input: from
-RUN_DIR/tasks/TASK_ID/result.json when it is there and valid, else the fallback
+RUN_DIR/tasks/<name>/result.json (rundir.task_dir_name) when it is there and valid, else the fallback
 (the test input itself, then a 1x1 grid). The file is written atomically and then
 validated. With no run folder yet, every task gets the fallback, so a valid
 submission can exist before the run starts. Neither bad run data nor an invalid
@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 
 from arc25.errors import UserError, writable_file
+from arc25.io import read_text
+from arc25.rundir import RUN_FILE
 from arc25.submission import SUBMISSION_FILE, validate_submission, write_submission
 from arc25.tasks import load_tasks_tolerant
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_challenges(run_dir: Path) -> str:
     """The challenges a run was started on, from its run.json."""
     try:
-        return str(json.loads((run_dir / "run.json").read_text())["challenges"])
+        return str(json.loads(read_text(run_dir / RUN_FILE))["challenges"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{run_dir / 'run.json'}: cannot tell the run's challenges; pass --challenges") from None
 

@@ -6,7 +6,7 @@ time left. Whatever happens (a worker crash, a task that keeps failing, the
 deadline), RUN_DIR/submission.json covers every task: tasks without a result get a
 fallback. Re-running with the same --out resumes: finished tasks are not redone.
 
-RUN_DIR holds run.json, tasks/<id>/result.json, claims/, workers/ (a log, a status file
+RUN_DIR holds run.json, tasks/<name>/result.json (<name>: rundir.task_dir_name), claims/, workers/ (a log, a status file
 and a timeline per worker) and submission.json.
 """
 
