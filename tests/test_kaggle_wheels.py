@@ -19,9 +19,9 @@ import pytest
 from packaging.requirements import Requirement
 
 from arc25.errors import UserError
-from arc25.kaggle.wheelhouse import Target, not_pinned
+from arc25.kaggle.wheelhouse import Target, find_python, not_pinned, requirements_for
 from helpers import REPO
-from kaggle_helpers import clean_pip_env, run_arc25, small_wheelhouse, system_venv
+from kaggle_helpers import clean_pip_env, run_arc25, simple_index, small_wheelhouse, system_venv, venv_env
 
 REQUIREMENTS = REPO / "wheels" / "requirements-kaggle.txt"
 
@@ -34,6 +34,70 @@ def test_platform_tags_cover_older_glibc_and_legacy_names():
     assert Target("3.11", "macosx_11_0_arm64").platform_tags() == ["macosx_11_0_arm64"]
     with pytest.raises(UserError, match="3.11 or 3.12"):
         Target("py3", "manylinux_2_35_x86_64")
+
+
+def test_requirements_markers_are_evaluated_for_the_target_python(tmp_path):
+    pins = {v: {line.split("==")[0]: line for line in requirements_for(REQUIREMENTS, Target(v))}
+            for v in ("3.11", "3.12")}
+    assert (pins["3.11"]["scipy"], pins["3.12"]["scipy"]) == ("scipy==1.17.1", "scipy==1.18.1")
+    assert (pins["3.11"]["contourpy"], pins["3.12"]["contourpy"]) == ("contourpy==1.3.3", "contourpy==1.4.0")
+    assert "six" in pins["3.12"] and "six" not in pins["3.11"]
+    bad = tmp_path / "bad.txt"
+    for line, says in (("-r other.txt", "pip options are not supported"),
+                       ('tqdm; python_version >> "3"', "not a requirement")):
+        bad.write_text(f"# pins\nfilelock==3.0\n{line}\n")
+        with pytest.raises(UserError, match=rf"^{re.escape(str(bad))}:3: {says}"):
+            requirements_for(bad, Target("3.12"))
+
+
+def _other_python() -> str:
+    """3.12 on a 3.11 host (Kaggle's case), else 3.11."""
+    return "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
+
+
+def test_wheelhouse_for_another_python_takes_its_side_of_every_marker(tmp_path):
+    """Run here (3.11) for 3.12, `arc25 wheels` once downloaded the 3.11 side of each marker line, and its offline
+    check passed on 3.11 too; a real 3.12 then failed to install. The index is local: tiny wheels, one dependency
+    behind a marker in a wheel's metadata (pip evaluates that one itself); the check is pip on a real 3.X."""
+    version = _other_python()
+    try:
+        other = find_python(version)
+    except UserError:
+        pytest.skip(f"no Python {version} with pip on this machine (pyenv install {version})")
+    mine = f'python_version != "{version}"'
+    theirs = f'python_version == "{version}"'
+    index = simple_index(tmp_path / "index", {
+        "tiny-pin": [("1.0", ()), ("2.0", (f"tiny-dep; {theirs}",))], "tiny-extra": [("1.0", ())],
+        "tiny-dep": [("1.0", ())]})
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"tiny-pin==1.0; {mine}  # the host's side\ntiny-pin==2.0; {theirs}\n"
+                            f"tiny-extra==1.0; {theirs}\n")
+    wheelhouse = tmp_path / "wheels"
+    proc = run_arc25("wheels", "--out", str(wheelhouse), "--requirements", str(requirements), "--python-version",
+                     version, env=clean_pip_env(PIP_INDEX_URL=index))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tiny = sorted(p.name for p in wheelhouse.glob("tiny_*.whl"))
+    assert tiny == ["tiny_dep-1.0-py3-none-any.whl", "tiny_extra-1.0-py3-none-any.whl", "tiny_pin-2.0-py3-none-any.whl"]
+    info = json.loads((wheelhouse / "wheelhouse.json").read_text())
+    assert info["offline_ok"] and f"Python {other.version} ({other.path})" == info["checked_with"]
+    assert {"tiny-pin==2.0", "tiny-extra==1.0", "tiny-dep==1.0"} <= set(info["resolved"])
+    # the notebook's install, as the image's Python does it: a fresh venv of the real 3.X, no index
+    venv_dir, report = tmp_path / f"venv{version}", tmp_path / "report.json"
+    subprocess.run([other.path, "-m", "venv", str(venv_dir)], check=True, timeout=300)
+    proc = subprocess.run([str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--no-index",
+                           "--find-links", str(wheelhouse), "-r", str(wheelhouse / "requirements-kaggle.txt"),
+                           "--report", str(report)], capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    picked = {p["metadata"]["name"]: p["metadata"]["version"] for p in json.loads(report.read_text())["install"]}
+    assert picked == {"tiny-pin": "2.0", "tiny-extra": "1.0", "tiny-dep": "1.0"}
+
+
+def test_wheels_without_a_python_of_the_target_is_one_clear_line(tmp_path):
+    proc = run_arc25("wheels", "--out", str(tmp_path / "w"), "--python-version", _other_python(), "--python",
+                     sys.executable)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+    assert f"--python {sys.executable}: not a Python {_other_python()} with pip (found {sys.version.split()[0]})" \
+        in proc.stderr
 
 
 def test_wheels_builds_arc25_downloads_and_checks_offline(tmp_path_factory):
@@ -56,18 +120,18 @@ def test_arc25_installs_from_the_wheelhouse_with_no_index(tmp_path_factory):
     python = str(env_dir / "bin" / "python")
     install = [python, "-m", "pip", "install", "--no-index", "--find-links", str(wheelhouse), "--ignore-installed",
                "--no-deps", "-r", str(wheelhouse / "requirements-kaggle.txt"), "arc25"]
-    proc = subprocess.run(install, capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+    proc = subprocess.run(install, capture_output=True, text=True, env=venv_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # every dependency is satisfied offline too (the venv sees the system's torch and co.)
     proc = subprocess.run([python, "-m", "pip", "install", "--no-index", "--find-links", str(wheelhouse), "arc25"],
-                          capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+                          capture_output=True, text=True, env=venv_env(), timeout=300)
     assert proc.returncode == 0 and "already satisfied" in proc.stdout, proc.stdout + proc.stderr
     where = subprocess.run([python, "-c", "import arc25, filelock, tqdm; print(arc25.__file__, filelock.__file__, "
-                            "tqdm.__file__)"], capture_output=True, text=True, cwd=env_dir, timeout=60)
+                            "tqdm.__file__)"], capture_output=True, text=True, cwd=env_dir, env=venv_env(), timeout=60)
     assert where.returncode == 0, where.stderr
     assert all(path.startswith(str(env_dir)) for path in where.stdout.split()), where.stdout
     cli = subprocess.run([python, "-m", "arc25", "wheels", "--help"], capture_output=True, text=True, cwd=env_dir,
-                         timeout=120)
+                         env=venv_env(), timeout=120)
     assert cli.returncode == 0 and "--python-version" in cli.stdout
 
 

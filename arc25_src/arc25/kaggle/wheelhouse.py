@@ -6,6 +6,17 @@ image's Python exactly (cp311 wheels do not install on 3.12) and its glibc, so t
 download names both, takes wheels only, and then proves the set resolves with no
 index at all for that target, before anything is uploaded.
 
+pip's --python-version picks wheel tags only: environment markers (`scipy==1.18.1;
+python_version >= "3.12"` in the requirements, `six; python_version >= "3.12"` in a
+wheel's metadata) are evaluated for the interpreter pip runs on. Run on 3.11 for 3.12,
+`pip download -r` fetched the 3.11 side of every marker line (scipy 1.17.1, contourpy
+1.3.3, no six) and the offline check, on 3.11 too, passed; under a real 3.12 the install
+then failed at scipy. So the requirements' markers are evaluated here for the target
+(`requirements_for`) and pip gets only the lines that apply, and pip itself runs on an
+interpreter of the target's version (`find_python`: this one, python3.X on PATH, or
+pyenv's), which evaluates the dependencies' markers and makes the offline check exactly
+what the notebook runs. Without such an interpreter nothing is downloaded.
+
 pip here runs with its config files switched off (PIP_CONFIG_FILE=/dev/null): a
 machine's pip.conf can hold constraints (a torch cap) and local find-links (a CPU
 torch build whose local version `+cpu` would win over the CUDA wheel of the same
@@ -17,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -40,6 +52,14 @@ _PIP_VARS_DROPPED = ("PIP_FIND_LINKS", "PIP_CONSTRAINT", "PIP_EXTRA_INDEX_URL", 
                      "PIP_PLATFORM", "PIP_PYTHON_VERSION")
 
 
+# platform tag -> the OS markers it implies, and platform_machine from the tag's group 1
+_PLATFORM_SYSTEMS = (
+    (r"(?:many|musl)?linux(?:\d+|_\d+_\d+)?_(\w+)", {"sys_platform": "linux", "platform_system": "Linux"}, {}),
+    (r"macosx_\d+_\d+_(\w+)", {"sys_platform": "darwin", "platform_system": "Darwin"}, {}),
+    (r"win_?(\w*)", {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
+     {"amd64": "AMD64", "arm64": "ARM64", "32": "x86", "": "x86"}))
+
+
 @dataclass
 class Target:
     """The interpreter and platform the wheels are for."""
@@ -61,11 +81,36 @@ class Target:
         legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
         return tags + [f"{name}_{arch}" for minor, name in legacy.items() if glibc >= minor]
 
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 environment markers of the target machine, not of this one (full version: X.Y.0)."""
+        from packaging.markers import default_environment
+
+        env = default_environment() | {
+            "python_version": self.python_version, "python_full_version": f"{self.python_version}.0",
+            "implementation_name": "cpython", "implementation_version": f"{self.python_version}.0",
+            "platform_python_implementation": "CPython"}
+        for pattern, system, machines in _PLATFORM_SYSTEMS:
+            if match := re.fullmatch(pattern, self.platform):
+                machine = machines.get(match.group(1), match.group(1))
+                return env | {"os_name": "posix"} | system | {"platform_machine": machine}
+        return env  # an unknown tag: this machine's OS markers
+
     def pip_args(self) -> list[str]:
         args = ["--only-binary=:all:", "--python-version", self.python_version, "--implementation", "cp"]
         for tag in self.platform_tags():
             args += ["--platform", tag]
         return args
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python of the target's version with pip: pip on it evaluates markers as the Kaggle image's would."""
+
+    path: str
+    version: str  # its full version, e.g. 3.12.1
+
+    def __str__(self) -> str:
+        return f"Python {self.version} ({self.path})"
 
 
 @dataclass
@@ -85,6 +130,7 @@ class WheelhouseReport:
     resolved: list[str] = field(default_factory=list)  # name==version pip picked offline
     offline_ok: bool = False
     offline_error: str = ""
+    checked_with: str = ""  # the interpreter of the target's version that resolved it
     not_pinned: list[str] = field(default_factory=list)  # arc25 requirements the image must provide
 
     @property
@@ -99,7 +145,8 @@ class WheelhouseReport:
                  f"(Python {self.python_version}, {self.platform})", "largest wheels:"]
         lines += [f"  {human_size(w.size):>10}  {w.name}" for w in self.largest()]
         if self.offline_ok:
-            lines.append(f"offline resolution: OK ({len(self.resolved)} packages from the folder alone, no index)")
+            lines.append(f"offline resolution: OK ({len(self.resolved)} packages from the folder alone, no index, "
+                         f"under {self.checked_with})")
         else:
             lines.append(f"offline resolution: FAILED: {self.offline_error}")
         if self.not_pinned:
@@ -123,21 +170,68 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def pip_python(python_version: str) -> str:
-    """An interpreter of the target's version when there is one: pip evaluates environment markers
-    (`; python_version >= "3.12"`) for the Python it runs on, whatever --python-version says."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
-        return sys.executable
-    found = shutil.which(f"python{python_version}")
-    if found and subprocess.run([found, "-m", "pip", "--version"], capture_output=True).returncode == 0:
-        return found
-    log.warning("no python%s with pip on PATH: environment markers are evaluated for Python %d.%d", python_version,
-                *sys.version_info[:2])
-    return sys.executable
+def _probe(path: str) -> str | None:
+    """The full version of the Python at `path` if it runs and has pip, else None."""
+    try:
+        proc = subprocess.run([path, "-I", "-c", "import platform, pip; print(platform.python_version())"],
+                              capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _pyenv_pythons(version: str) -> list[str]:
+    """pyenv's interpreters of that version, newest patch first (its shims run only the selected version)."""
+    found, root = {}, Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    for path in root.glob(f"versions/{version}.*/bin/python{version}"):
+        if match := re.fullmatch(rf"{re.escape(version)}\.(\d+)", path.parents[1].name):
+            found[int(match.group(1))] = str(path)
+    return [found[patch] for patch in sorted(found, reverse=True)]
+
+
+def find_python(version: str, given: str | None = None) -> Interpreter:
+    """An interpreter of the target's version with pip: `given`, else this one, python3.X on PATH, pyenv's."""
+    if given:
+        full = _probe(given)
+        if full is None or not full.startswith(f"{version}."):
+            raise UserError(f"--python {given}: not a Python {version} with pip "
+                            f"({'found ' + full if full else 'it does not run, or has no pip'})")
+        return Interpreter(given, full)
+    for path in [sys.executable, shutil.which(f"python{version}"), *_pyenv_pythons(version)]:
+        if path and (full := _probe(path)) and full.startswith(f"{version}."):
+            return Interpreter(path, full)
+    raise UserError(f"no Python {version} with pip here (not this {platform.python_version()}, no working "
+                    f"python{version} on PATH, none under pyenv): pip evaluates markers for the Python it runs on, "
+                    f"so the wheelhouse is made and checked under one: pass --python PATH")
+
+
+def requirements_for(requirements: Path, target: Target) -> list[str]:
+    """The requirement lines that apply to the target, their markers evaluated for it and dropped."""
+    from packaging.markers import InvalidMarker
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    environment, lines = target.marker_environment(), []
+    for number, raw in enumerate(requirements.read_text().splitlines(), 1):
+        text = re.sub(r"(^|\s)#.*", "", raw).strip()
+        if not text:
+            continue
+        if text.startswith("-"):
+            raise UserError(f"{requirements}:{number}: pip options are not supported here, only requirements: {text}")
+        try:
+            req = Requirement(text)
+            applies = req.marker is None or req.marker.evaluate(environment)
+        except (InvalidRequirement, InvalidMarker) as e:
+            raise UserError(f"{requirements}:{number}: not a requirement: {e}") from None
+        if applies:
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            lines.append(req.name + extras + (f" @ {req.url}" if req.url else str(req.specifier)))
+    return lines
 
 
 def _pip(args: list[str], capture: bool = False, python: str | None = None) -> subprocess.CompletedProcess:
-    command = [python or sys.executable, "-m", "pip", *args]
+    # another interpreter runs isolated (-I): this one's PYTHONPATH and user site are not its
+    command = [python, "-I"] if python and python != sys.executable else [sys.executable]
+    command += ["-m", "pip", *args]
     log.debug("$ %s", " ".join(command))
     return subprocess.run(command, env=pip_env(), text=True, capture_output=capture)
 
@@ -146,10 +240,14 @@ def list_wheels(folder: Path) -> list[Wheel]:
     return [Wheel(p.name, p.stat().st_size) for p in sorted(folder.glob("*.whl"))]
 
 
-def download(requirements: Path, out: Path, target: Target) -> None:
-    """Every wheel of the requirements and their dependencies, for the target, into `out`."""
-    proc = _pip(["download", "--dest", str(out), *target.pip_args(), "-r", str(requirements)],
-                python=pip_python(target.python_version))
+def download(requirements: Path, out: Path, target: Target, python: Interpreter) -> None:
+    """Every wheel of the requirements that apply to the target and their dependencies, into `out`."""
+    with tempfile.TemporaryDirectory(prefix="arc25-req-") as tmp:
+        applying = Path(tmp) / requirements.name
+        applying.write_text("".join(line + "\n" for line in requirements_for(requirements, target)))
+        log.info("downloading %s for Python %s / %s with pip on %s", requirements, target.python_version,
+                 target.platform, python)
+        proc = _pip(["download", "--dest", str(out), *target.pip_args(), "-r", str(applying)], python=python.path)
     if proc.returncode != 0:
         raise UserError(f"{requirements}: pip download for Python {target.python_version} / {target.platform} "
                         f"failed (exit {proc.returncode}); see pip's message above")
@@ -189,13 +287,13 @@ def build_arc25_wheel(out: Path, root: Path | None = None) -> Path:
     return wheels[0]
 
 
-def _resolve(args: list[str], target: Target, folder: Path) -> tuple[list[str], str]:
+def _resolve(args: list[str], target: Target, folder: Path, python: Interpreter) -> tuple[list[str], str]:
     """pip's resolver against `folder` alone: (name==version picked, '') or ([], the error)."""
     with tempfile.TemporaryDirectory(prefix="arc25-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         proc = _pip(["install", "--dry-run", "--ignore-installed", "--no-index", "--find-links", str(folder),
                      "--target", str(Path(tmp) / "target"), "--report", str(report), "--quiet", *target.pip_args(),
-                     *args], capture=True, python=pip_python(target.python_version))
+                     *args], capture=True, python=python.path)
         if proc.returncode != 0:
             lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
             return [], " | ".join(lines[-3:]) or f"pip exit {proc.returncode}"
@@ -227,13 +325,16 @@ def not_pinned(requirements: list[str], resolved: list[str]) -> list[str]:
     return missing
 
 
-def verify_offline(folder: Path, requirements: Path, arc25_wheel: Path, target: Target) -> WheelhouseReport:
-    """Resolve the requirements (with their dependencies) and the arc25 wheel against the folder, no index."""
-    report = WheelhouseReport(str(folder), target.python_version, target.platform, list_wheels(folder))
-    resolved, error = _resolve(["-r", str(requirements)], target, folder)
+def verify_offline(folder: Path, requirements: Path, arc25_wheel: Path, target: Target,
+                   python: Interpreter) -> WheelhouseReport:
+    """Resolve the requirements (with their dependencies) and the arc25 wheel against the folder, no index,
+    with pip on a Python of the target's version: the notebook's own install, markers and all."""
+    report = WheelhouseReport(str(folder), target.python_version, target.platform, list_wheels(folder),
+                              checked_with=str(python))
+    resolved, error = _resolve(["-r", str(requirements)], target, folder, python)
     if not error:
         # arc25 itself without its dependencies: they are either pinned above or the image's (listed below)
-        mine, error = _resolve(["--no-deps", str(arc25_wheel)], target, folder)
+        mine, error = _resolve(["--no-deps", str(arc25_wheel)], target, folder, python)
         resolved = sorted(set(resolved) | set(mine))
     report.resolved, report.offline_ok, report.offline_error = resolved, not error, error
     if report.offline_ok:
@@ -241,17 +342,21 @@ def verify_offline(folder: Path, requirements: Path, arc25_wheel: Path, target: 
     return report
 
 
-def build_wheelhouse(out: Path, requirements: Path, target: Target, download_wheels: bool = True) -> WheelhouseReport:
-    """Download the requirements' wheels, build arc25's wheel beside them, check the set offline, and record it."""
+def build_wheelhouse(out: Path, requirements: Path, target: Target, download_wheels: bool = True,
+                     python: str | None = None) -> WheelhouseReport:
+    """Download the requirements' wheels, build arc25's wheel beside them, check the set offline, and record it,
+    with pip on a Python of the target's version (`python`, or one `find_python` finds)."""
     if not requirements.is_file():
         raise UserError(f"{requirements}: requirements file not found (run from the checkout, or pass --requirements)")
+    interpreter = find_python(target.python_version, python)
+    requirements_for(requirements, target)  # a bad line is named before anything is downloaded
     out.mkdir(parents=True, exist_ok=True)
     if download_wheels:
-        download(requirements, out, target)
+        download(requirements, out, target, interpreter)
     wheel = build_arc25_wheel(out)
     if requirements.resolve() != (out / REQUIREMENTS_NAME).resolve():
         shutil.copy2(requirements, out / REQUIREMENTS_NAME)  # the folder says what it was made from
-    report = verify_offline(out, out / REQUIREMENTS_NAME, wheel, target)
+    report = verify_offline(out, out / REQUIREMENTS_NAME, wheel, target, interpreter)
     info = asdict(report) | {"total_bytes": report.total_bytes}
     (out / INFO_NAME).write_text(json.dumps(info, indent=1) + "\n")
     return report
