@@ -109,7 +109,10 @@ def on_full_tmpfs(mount: Path, cmd: list[str], free_kb: int = 0, size_kb: int = 
 # -- defect 4: a log write that fails costs the log line, never the run -------------------------------
 
 
-def test_log_files_on_a_full_device_cost_only_their_lines(data, tmp_path):
+def test_log_files_linked_to_a_full_device_cost_no_run(data, tmp_path):
+    """Every log file a symlink to /dev/full (each write: ENOSPC). The run's appends open with O_NOFOLLOW
+    (`io.open_regular`), so each link is replaced by a new file with one warning line and the logs go on;
+    a real ENOSPC under the logs is `test_a_full_disk_under_the_logs_costs_only_the_logs` (tmpfs)."""
     out = tmp_path / "run"
     (out / "workers").mkdir(parents=True)
     logs = [out / "workers" / f"worker-{k}.{kind}.jsonl" for k in (0, 1) for kind in ("timeline", "engine")]
@@ -122,12 +125,11 @@ def test_log_files_on_a_full_device_cost_only_their_lines(data, tmp_path):
     truth = json.loads(data["solutions"].read_text())[ROTATED][0]
     assert submission[ROTATED][0]["attempt_1"] == truth
     assert all(result(out, t)["status"] == "done" and claim(out, t).state == claims.DONE for t in TASK_IDS)
-    for k in (0, 1):  # one warning line per file a worker wrote to, however many lines it dropped
-        text = (out / "workers" / f"worker-{k}.log").read_text()
-        for path in logs:
-            assert text.count(f"{path}: cannot write") <= 1
     worker_logs = "".join((out / "workers" / f"worker-{k}.log").read_text() for k in (0, 1))
-    assert "No space left on device" in worker_logs and "Traceback" not in worker_logs
+    for path in logs:  # one line per link, in the worker that met it first; never a dropped line after it
+        assert worker_logs.count(f"{path}: not a regular file") == 1 and f"{path}: cannot write" not in worker_logs
+        assert path.is_file() and not path.is_symlink() and path.read_text().strip()
+    assert "Traceback" not in worker_logs
 
 
 @TMPFS
