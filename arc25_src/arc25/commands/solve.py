@@ -8,6 +8,7 @@ augmentation, execution result and metrics). Prints a summary table.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from arc25.backends import load_backend, machine_for, resolved
 from arc25.config import add_config_arguments, config_from_args
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.challenges}: no task {unknown[0]!r}")
     budget = args.budget_s if args.budget_s is not None else config.run.per_task_cap_s
     config, engine = resolved(config, machine_for(detect_gpus()[:1]))  # this process, one device
-    print(engine.describe(), flush=True)
+    print(engine.describe(), file=sys.stderr, flush=True)  # stdout is the results table
     check_model(config)  # one clear line, before minutes of model loading
     writable_dir(args.out, "the output folder")
     backend = load_backend(config)
