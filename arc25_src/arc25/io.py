@@ -5,7 +5,7 @@ The run's own files are opened only through `open_regular`: a path that is not a
 `NotRegularFile` (an OSError: callers treat it as an unreadable file) instead of blocking.
 A plain `open()` of a FIFO with no writer blocks for ever, and a signal does not free it: the
 run's SIGTERM handler only records the stop, and Python retries the interrupted open (PEP 475)
-(tests/test_task_ids.py: the run never ended before this). O_NONBLOCK makes the open return at
+(tests/test_run_dir_safety.py: the run never ended before this). O_NONBLOCK makes the open return at
 once, and fstat tells what was opened before anything is read or written.
 """
 

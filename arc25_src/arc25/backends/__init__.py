@@ -16,6 +16,7 @@ did not import, why, and the slower one that runs instead.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -148,8 +149,6 @@ def resolve_backend(config: Config, machine: Machine) -> BackendChoice:
 
 def resolved(config: Config, machine: Machine) -> tuple[Config, BackendChoice]:
     """A copy of `config` with model.backend resolved for `machine`; the fall-back line is logged once."""
-    import copy
-
     choice = resolve_backend(config, machine)
     if choice.fallback:
         log.warning("%s", choice.fallback)
