@@ -213,7 +213,9 @@ def test_a_frozen_worker_woken_after_a_takeover_leaves_the_new_result_alone(tmp_
         os.kill(old.pid, signal.SIGSTOP)  # frozen mid-task: its heartbeat stops too
         time.sleep(3.0)  # past stale_after_s
         new = start_worker(run_dir, 1)
-        wait_for(lambda: claims.result_done(run_dir, task_id, warn=False), 120, "the new owner to finish the task")
+        # The result is written before the claim is released: wait for both (CI once read the claim in between).
+        wait_for(lambda: claims.result_done(run_dir, task_id, warn=False)
+                 and claims.read_claim(run_dir, task_id).state == claims.DONE, 120, "the new owner to finish the task")
         taken = claims.read_claim(run_dir, task_id)
         assert taken.worker == 1 and taken.attempt == 2 and taken.state == claims.DONE
         assert new.wait(timeout=60) == 0  # nothing left: it exits

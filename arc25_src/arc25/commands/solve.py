@@ -8,7 +8,7 @@ augmentation, execution result and metrics). Prints a summary table.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from arc25.backends import load_backend, machine_for, resolved
 from arc25.config import add_config_arguments, config_from_args
@@ -18,6 +18,8 @@ from arc25.run import check_model, detect_gpus
 from arc25.search_and_learn import solve_tasks
 from arc25.task_result import TIME_PHASES, TaskResult
 from arc25.tasks import default_solutions_path, load_tasks
+
+log = logging.getLogger(__name__)
 
 HELP = "search and learn on chosen tasks in one process"
 
@@ -45,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.challenges}: no task {unknown[0]!r}")
     budget = args.budget_s if args.budget_s is not None else config.run.per_task_cap_s
     config, engine = resolved(config, machine_for(detect_gpus()[:1]))  # this process, one device
-    print(engine.describe(), file=sys.stderr, flush=True)  # stdout is the results table
     check_model(config)  # one clear line, before minutes of model loading
     writable_dir(args.out, "the output folder")
+    log.info(engine.describe())  # on stderr, after the checks (a bad path stays one line); stdout is the results table
     backend = load_backend(config)
     with Executor(config.execution.workers or None, config.execution.timeout_s, config.execution.memory_mb) as ex:
         results = solve_tasks([tasks[t] for t in ids], backend, ex, config, budget, args.out)
