@@ -89,6 +89,24 @@ class TrainStats:
     trained: list[int] = field(default_factory=list)
 
 
+def admits(adapters: set[str], adapter: str | None, limit: int) -> bool:
+    """The one admission rule for adapters: may a request under `adapter` join an engine call (or a running
+    batch) that already carries `adapters`, when the engine serves at most `limit` distinct adapters at once
+    (vLLM's `max_loras`)? The base model (None) takes no adapter slot."""
+    return adapter is None or adapter in adapters or len(adapters) < limit
+
+
+def check_admitted(requests: list[GenerationRequest], limit: int) -> None:
+    """The engine side of `admits`: a call that carries more distinct adapters than the engine serves is the
+    caller's bug, refused before anything starts."""
+    adapters: set[str] = set()
+    for request in requests:
+        if not admits(adapters, request.adapter, limit):
+            raise ValueError(f"more than {limit} adapters in one engine call (the engine serves {limit})")
+        if request.adapter is not None:
+            adapters.add(request.adapter)
+
+
 class Timings:
     """Seconds spent per named phase, accumulated over calls."""
 
