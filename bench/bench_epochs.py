@@ -38,8 +38,9 @@ from arc25.backends import load_backend
 from arc25.config import Config, load_config
 from arc25.execution import Executor
 from arc25.prompts import PromptSpec, build_messages, format_answer, tokenize_prompt
-from arc25.scheduler import EngineLog, adapter_slots
-from arc25.search_and_learn import solve_tasks
+from arc25.scheduler import EngineLog
+from arc25.slots import adapter_slots
+from arc25.solve import solve_tasks
 from arc25.task_result import TIME_PHASES
 from arc25.tasks import load_tasks
 from arc25.tiny_model import tiny_model_path

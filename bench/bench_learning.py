@@ -116,7 +116,7 @@ def run_arm(arm: str, seed: int, task_ids: list[str], model_dir: str, n_predicti
     from arc25.backends import load_backend
     from arc25.config import load_config
     from arc25.execution import Executor
-    from arc25.search_and_learn import solve_tasks
+    from arc25.solve import solve_tasks
 
     torch.set_num_threads(1)
     all_tasks = load_tasks(SOURCE)
@@ -223,7 +223,7 @@ def run_reader(args) -> None:
     from arc25.execution import Executor
     from arc25.io import atomic_write_text
     from arc25.reader_model import heldout_tasks, model_real_heldout
-    from arc25.search_and_learn import solve_tasks
+    from arc25.solve import solve_tasks
 
     started = time.monotonic()
     ensure_reader(args)

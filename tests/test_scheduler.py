@@ -11,7 +11,7 @@ from arc25.backends.scripted import ScriptedBackend
 from arc25.config import Config
 from arc25.prompts import ANSWER_PREFIX
 from arc25.scheduler import EngineLog
-from arc25.search_and_learn import solve_tasks
+from arc25.solve import solve_tasks
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 
@@ -89,5 +89,5 @@ def test_a_solver_stopped_while_its_programs_run_is_stopped_not_failed(tasks, ex
         scheduler.stop(solver, "deadline")
         wait(running)  # the programs finish after the stop
         finished = scheduler.round()
-    assert finished == [solver] and scheduler.error(solver) is None
+    assert finished == [solver] and solver.error is None
     assert solver.state.stop_reason == "deadline" and solver.result().status == "interrupted"

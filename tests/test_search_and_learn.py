@@ -20,7 +20,9 @@ from arc25.io import read_jsonl
 from arc25.metrics import PredictionMetrics
 from arc25.prediction import Prediction
 from arc25.prompts import ANSWER_PREFIX, PromptSpec, render_grid
-from arc25.search_and_learn import ADAPTER_SLOT, TaskSolver, solve_tasks
+from arc25.search_and_learn import TaskSolver
+from arc25.slots import ADAPTER_SLOT
+from arc25.solve import solve_tasks
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 

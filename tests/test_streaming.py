@@ -18,7 +18,7 @@ from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample, 
 from arc25.config import Config
 from arc25.prompts import format_answer
 from arc25.scheduler import EngineLog, union_s
-from arc25.search_and_learn import solve_tasks
+from arc25.solve import solve_tasks
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 

@@ -33,9 +33,11 @@ programs finish executing learns and searches alone, the others follow in their 
 calls) and the engine spends its time on near-empty calls: measured on an H100 with the 8B
 shape, 4 epochs took 2.47x the wall time of 1 epoch at equal predictions (docs/benchmarks.md).
 
-A solver that raises is finished with `error` set; the others carry on. A failing
-engine call fails the solvers that were in it. Engine time is logged per call
-(`EngineLog`), which gives the worker's busy fraction and the report's timeline.
+The solvers own their phases (`arc25.search_and_learn.Phase`): the scheduler asks them and tells them
+(`stop`, `fail`), never sets a phase itself. A solver that raises is failed (`solver.fail(exc)`: its
+error is on it) and leaves; the others carry on. A failing engine call fails the solvers that were in it.
+Both modes admit adapters by the engine interface's one rule (`arc25.backends.base.admits`). Engine
+time is logged per call (`EngineLog`), which gives the worker's busy fraction and the report's timeline.
 """
 
 from __future__ import annotations
@@ -48,26 +50,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from arc25.backends.base import Backend, streams
+from arc25.backends.base import Backend, Completion, admits, streams
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
 from arc25.rundir import append_log_line
-from arc25.search_and_learn import ADAPTER_SLOT, Job, TaskSolver
+from arc25.search_and_learn import Job, Phase, TaskSolver
 
 log = logging.getLogger(__name__)
 
 Refill = Callable[[str], "TaskSolver | None"]  # a free adapter slot -> a new solver using it, or None
 STEP_SLICE_S = 0.25  # streaming: engine steps per round, between looks at executions and learn steps
-
-
-def adapter_slots(backend: Backend, k: int) -> list[str]:
-    """Create k adapter slots once per process (the solvers reset them per task)."""
-    names = [ADAPTER_SLOT] + [f"slot{i}" for i in range(1, k)]
-    for name in names:
-        try:
-            backend.adapter_version(name)  # made by an earlier call in this process: reuse it
-        except KeyError:
-            backend.create_adapter(name)
-    return names
 
 
 @dataclass
@@ -152,7 +143,6 @@ class Scheduler:
         self.backend, self.executor, self.refill = backend, executor, refill
         self.free = list(slots)
         self.solvers: list[TaskSolver] = []
-        self.errors: dict[int, BaseException] = {}  # id(solver) -> why it failed
         self.engine_log = engine_log or EngineLog()
         self.idle_wait_s = idle_wait_s
         self.gather_s = gather_s
@@ -217,9 +207,6 @@ class Scheduler:
         self._collect_training()
         return self._retire()
 
-    def error(self, solver: TaskSolver) -> BaseException | None:
-        return self.errors.get(id(solver))
-
     def stop(self, solver: TaskSolver, reason: str) -> None:
         """End a solver now (e.g. the run's deadline), once its learn step (if one runs) has returned.
 
@@ -271,8 +258,7 @@ class Scheduler:
 
     def _fail(self, solver: TaskSolver, exc: BaseException) -> None:
         log.error("task %s failed: %s: %s", solver.task.task_id, type(exc).__name__, exc, exc_info=exc)
-        self.errors[id(solver)] = exc
-        solver.state.phase = "done"  # not stop(): a failed task writes nothing more
+        solver.fail(exc)  # not stop(): a failed task writes nothing more
 
     def _learn(self, solver: TaskSolver) -> tuple[float, float]:
         start = time.time()
@@ -285,7 +271,7 @@ class Scheduler:
                                           sequences=epoch.train_samples if epoch else 0))
 
     def _train(self) -> bool:
-        learners = [s for s in self.solvers if s.phase == "learn" and s not in self._training.values()]
+        learners = [s for s in self.solvers if s.phase == Phase.LEARN and s not in self._training.values()]
         for solver in learners:
             start = time.time()
             try:
@@ -298,12 +284,12 @@ class Scheduler:
     def _start_training(self) -> bool:
         """Streaming: learners go to the training thread (they run there one after another)."""
         if self._trainer is None:
-            if any(s.phase == "learn" for s in self.solvers):
+            if any(s.phase == Phase.LEARN for s in self.solvers):
                 self._close_span()  # the engine waits while this thread trains
             return self._train()
         training = set(map(id, self._training.values()))
         for solver in self.solvers:
-            if solver.phase == "learn" and id(solver) not in training:
+            if solver.phase == Phase.LEARN and id(solver) not in training:
                 self._training[self._trainer.submit(self._learn, solver)] = solver
         return False  # the engine's work is elsewhere: a round with nothing to step waits
 
@@ -322,12 +308,10 @@ class Scheduler:
         adapters = {s.adapter for s in self._in_flight.values() if s.adapter_ready}
         submitted = False
         for solver in self.solvers:
-            if solver.phase != "search" or id(solver) in flying:
+            if solver.phase != Phase.SEARCH or id(solver) in flying:
                 continue
-            if solver.adapter_ready and solver.adapter not in adapters:
-                if len(adapters) >= self.backend.max_adapters_per_call:
-                    continue  # the engine's LoRA slots are taken: when a request ends
-                adapters.add(solver.adapter)
+            if not self._admit(adapters, solver):
+                continue  # the engine's LoRA slots are taken: when a request ends
             key = next(self._keys)
             try:
                 self.backend.submit(key, solver.request())
@@ -370,7 +354,7 @@ class Scheduler:
         self._span.end = time.time()
         return True
 
-    def _answer(self, key: int, answer) -> None:
+    def _answer(self, key: int, answer: list[list[Completion]]) -> None:
         solver = self._in_flight.pop(key, None)
         submitted = self._submitted_at.pop(key, time.time())
         if solver is None or solver.done:
@@ -390,24 +374,25 @@ class Scheduler:
 
     def _gather(self) -> bool:
         """Wait (at most gather_s) for the executions of solvers that would miss this round's call."""
-        if self.gather_s <= 0 or not self._pending or not any(s.phase == "search" for s in self.solvers):
+        if self.gather_s <= 0 or not self._pending or not any(s.phase == Phase.SEARCH for s in self.solvers):
             return False
         wait(list(self._pending), timeout=self.gather_s, return_when=ALL_COMPLETED)
         self._collect_executions()
         return True
 
+    def _admit(self, adapters: set[str], solver: TaskSolver) -> bool:
+        """Whether the solver's request may join the engine beside `adapters` (`admits`); if so, its adapter
+        is added to them. Its request is under its adapter once that is trained, else under the base model."""
+        adapter = solver.adapter if solver.adapter_ready else None
+        if not admits(adapters, adapter, self.backend.max_adapters_per_call):
+            return False
+        if adapter is not None:
+            adapters.add(adapter)
+        return True
+
     def _generate(self) -> bool:
-        batch: list[TaskSolver] = []
         adapters: set[str] = set()
-        for solver in self.solvers:
-            if solver.phase != "search":
-                continue
-            adapter = solver.adapter if solver.adapter_ready else None
-            if adapter is not None and adapter not in adapters:
-                if len(adapters) >= self.backend.max_adapters_per_call:
-                    continue  # next round
-                adapters.add(adapter)
-            batch.append(solver)
+        batch = [s for s in self.solvers if s.phase == Phase.SEARCH and self._admit(adapters, s)]  # others: next round
         if not batch:
             return False
         requests, members = [], []
@@ -436,7 +421,7 @@ class Scheduler:
             self._accept(solver, answer)
         return True
 
-    def _accept(self, solver: TaskSolver, answer) -> None:
+    def _accept(self, solver: TaskSolver, answer: list[list[Completion]]) -> None:
         """The engine's answer to its solver; its programs go to the executor thread."""
         try:
             jobs = solver.accept(answer)
