@@ -147,7 +147,7 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     overhead = totals["reset"] + totals["relabel"]
     return {"mode": mode, "lora_at_k1": bool(backend.lora_slots), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
-            "running": summary["mean_running"],
+            "running": summary["tokens_per_step"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
 
 

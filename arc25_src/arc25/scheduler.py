@@ -69,7 +69,10 @@ class EngineSpan:
     tasks: list[str]
     sequences: int = 0  # completions ended (generate) or samples trained (train)
     tokens: int = 0  # completion tokens (generate) or trained tokens (train)
-    running: float = 0.0  # generate: mean sequences in the engine per step (streaming); 0: not measured
+    # generate, streaming: mean sequences submitted and not ended per engine step, running and waiting alike
+    # (the engine interface's `running()` cannot tell them apart); 0: not measured
+    in_engine: float = 0.0
+    steps: int = 0  # generate, streaming: engine steps taken in the span
     prompt_tokens: int = 0  # generate: the prompt tokens of the completions that ended (each sequence's context)
 
 
@@ -85,9 +88,11 @@ class EngineLog:
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
     # (start, end) of every span: training beside generation overlaps, busy time is their union
     intervals: list[tuple[float, float]] = field(default_factory=list)
-    running_s: float = 0.0  # sum of span.running x duration over generate spans that measured it
+    in_engine_s: float = 0.0  # sum of span.in_engine x duration over generate spans that measured it
+    in_engine_span_s: float = 0.0
     prompt_tokens: int = 0  # generate spans' prompt tokens, one prompt per completion
-    running_span_s: float = 0.0
+    steps: int = 0  # engine steps of the streaming spans
+    step_tokens: int = 0  # completion tokens of the streaming spans
 
     def record(self, span: EngineSpan) -> None:
         self.busy_s[span.kind] = self.busy_s.get(span.kind, 0.0) + span.end - span.start
@@ -97,9 +102,12 @@ class EngineLog:
         self.intervals.append((span.start, span.end))
         if span.kind == "generate":
             self.prompt_tokens += span.prompt_tokens
-        if span.running:
-            self.running_s += span.running * (span.end - span.start)
-            self.running_span_s += span.end - span.start
+        if span.in_engine:
+            self.in_engine_s += span.in_engine * (span.end - span.start)
+            self.in_engine_span_s += span.end - span.start
+        if span.steps:
+            self.steps += span.steps
+            self.step_tokens += span.tokens
         if self.path is not None:
             append_log_line(self.path, asdict(span))  # best effort: a full disk costs log lines, not the run
 
@@ -116,8 +124,12 @@ class EngineLog:
             "generate_calls": self.calls_by_kind.get("generate", 0),
             # a full call decodes many sequences at once; few per call means a starved engine
             "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
-            # streaming: how full the engine was while it decoded (sequences in flight per step)
-            "mean_running": round(self.running_s / self.running_span_s, 1) if self.running_span_s else 0.0,
+            # streaming: sequences submitted and not ended per step, running + waiting (an upper bound on those
+            # decoding at once: requests wait when the KV cache or max_num_seqs is full)
+            "mean_in_engine": round(self.in_engine_s / self.in_engine_span_s, 1) if self.in_engine_span_s else 0.0,
+            # streaming: sequences decoding at once, measured: a decoding step makes one token per running
+            # sequence (tokens of requests aborted or still in flight are not counted: slightly low)
+            "tokens_per_step": round(self.step_tokens / self.steps, 1) if self.steps else 0.0,
             # each running sequence's context (what a decoding step reads of the KV cache): arc25.throughput
             "mean_prompt_tokens": round(self.prompt_tokens / max(1, self.sequences.get("generate", 0)), 1),
             "mean_completion_tokens": round(self.tokens.get("generate", 0) / max(1, self.sequences.get("generate", 0)), 1),
@@ -156,7 +168,6 @@ class Scheduler:
         self._submitted_at: dict[int, float] = {}
         self._keys = itertools.count()
         self._span: EngineSpan | None = None  # streaming: the engine's current busy stretch
-        self._span_steps = 0
         self.exhausted = False  # refill returned None: nothing to claim right now
         log.info("scheduler: %s, %s", "streaming" if self.streaming else "one engine call per round",
                  "training beside the engine" if self.concurrent_training else "training between engine work")
@@ -332,11 +343,11 @@ class Scheduler:
             self._close_span()  # one span per set of tasks sharing the engine: the report shows who did
         if self._span is None:
             now = time.time()
-            self._span, self._span_steps = EngineSpan("generate", now, now, tasks), 0
+            self._span = EngineSpan("generate", now, now, tasks)
         until = time.time() + STEP_SLICE_S
         while self._in_flight and time.time() < until:
-            self._span.running += self.backend.running()
-            self._span_steps += 1
+            self._span.in_engine += self.backend.running()
+            self._span.steps += 1
             try:
                 answers = self.backend.step()
             except Exception as exc:  # noqa: BLE001 - the tasks in flight fail, the worker goes on
@@ -369,7 +380,7 @@ class Scheduler:
     def _close_span(self) -> None:
         span, self._span = self._span, None
         if span is not None and span.end > span.start:
-            span.running = round(span.running / max(1, self._span_steps), 2)
+            span.in_engine = round(span.in_engine / max(1, span.steps), 2)
             self.engine_log.record(span)
 
     def _gather(self) -> bool:
