@@ -16,7 +16,7 @@ from arc25.backends.base import Completion, GenerationRequest, check_admitted
 from arc25.backends.scripted import ScriptedBackend
 from arc25.config import Config
 from arc25.prompts import ANSWER_PREFIX
-from arc25.scheduler import EngineLog, Scheduler
+from arc25.scheduler import EngineLog, EngineSpan, Scheduler
 from arc25.search_and_learn import Phase, TaskSolver
 from arc25.slots import adapter_slots
 from arc25.solve import solve_tasks
@@ -294,3 +294,18 @@ def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase
     # the epoch in flight at the stop is dropped (its answers or programs' results are not read); a learn step
     # comes after its epoch was saved
     assert len(solver.state.epochs) == (1 if phase == Phase.LEARN else 0)
+
+
+def test_the_engine_summary_names_in_engine_and_decoding_apart():
+    """Issue 21's small fix: the streaming engine summary's sequences per step were those submitted and not
+    ended (`running()`: waiting ones too), reported as `mean_running`. Now `mean_in_engine` says so, and
+    `tokens_per_step` (a decoding step makes one token per running sequence) measures those decoding. A blocking
+    call has no steps and counts in neither. New fields: fails on the old code."""
+    log = EngineLog(started=0.0)
+    log.record(EngineSpan("generate", 0.0, 1.0, ["a"], sequences=8, tokens=80, in_engine=40.0, steps=10))
+    log.record(EngineSpan("generate", 1.0, 4.0, ["a", "b"], sequences=8, tokens=600, in_engine=20.0, steps=50))
+    log.record(EngineSpan("generate", 4.0, 5.0, ["c"], sequences=8, tokens=999))  # a blocking call: no steps
+    summary = log.summary(now=5.0)
+    assert summary["tokens_per_step"] == round(680 / 60, 1)  # 11.3 decoding per step
+    assert summary["mean_in_engine"] == round((40.0 * 1 + 20.0 * 3) / 4, 1)  # 25.0 in the engine, by time
+    assert "mean_running" not in summary
