@@ -12,11 +12,12 @@
 phases without ever blocking on the engine or the executor, so one worker can keep
 several tasks in flight and serve all their prompts in one engine call
 (`arc25.scheduler`). The phase is the solver's own: a driver asks (`phase`, `done`,
-`error`) and tells (`stop`, `fail`), never writes it. `step()` runs one phase the simple way (one task, blocking),
-for `run()` and tests. After every search the task's result (best attempts so far,
-per-epoch metrics, time breakdown) is written atomically, so a crash loses at most
-the epoch in flight; a solver started on a task that has earlier predictions on
-disk resumes from them (a crashed, interrupted or re-run task never loses answers).
+`error`) and tells (`stop`, `fail`), never writes it. `step()` runs one phase the
+simple way (one task, blocking), for `run()` and tests. After every search the
+task's result (best attempts so far, per-epoch metrics, time breakdown) is written
+atomically, so a crash loses at most the epoch in flight; a solver started on a task
+that has earlier predictions on disk resumes from them (a crashed, interrupted or
+re-run task never loses answers).
 Every write happens inside `fence()`: a worker that lost its claim writes nothing.
 """
 
