@@ -1,4 +1,6 @@
-"""The scheduler's rounds on real ARC tasks: K solvers, one engine call per round, real executions.
+"""The scheduler's rounds on real ARC tasks: K solvers, one engine (one call per round, or streaming),
+real executions: end to end (gather), then its rules one by one (admission, refill, a failing solver,
+the deadline's stop) and its engine summary.
 
 The model is `ScriptedBackend` (a test double for the model only: it plays back known
 programs); the programs run in the real sandboxed executor, so how long a task's
@@ -8,6 +10,7 @@ executions take is real: the played-back program sleeps on big grids.
 import itertools
 import threading
 import time
+from concurrent.futures import wait
 from contextlib import contextmanager
 
 import pytest
@@ -75,27 +78,6 @@ def test_without_gather_the_tasks_drift_into_separate_calls(tasks, executor, tmp
     sizes = [len(call) for call in backend.engine_calls]
     assert sizes[0] == 2 and 1 in sizes and len(sizes) > EPOCHS
     assert log.summary()["sequences_per_call"] < 8.0
-
-
-def test_a_solver_stopped_while_its_programs_run_is_stopped_not_failed(tasks, executor, tmp_path):
-    """Issue 18, defect 7: the run's deadline stops a task whose programs are running in the real executor;
-    their results arrive after the stop. It ends interrupted (a resumed run redoes it), with no error: on
-    the old code `executed()` then failed its phase assertion and the worker counted a crash."""
-    from concurrent.futures import wait
-
-    backend = ScriptedBackend([SLEEPY])
-    solver = TaskSolver(tasks[1], backend, executor, config(0.0), 120.0, tmp_path)
-    queue = [solver]
-    with Scheduler(backend, executor, ["slot0"], lambda slot: queue.pop() if queue else None, gather_s=0.0,
-                   streaming=False) as scheduler:
-        scheduler.round()  # one engine call; the programs go to the executor thread
-        running = list(scheduler._pending)
-        assert solver.phase == "execute" and running
-        scheduler.stop(solver, "deadline")
-        wait(running)  # the programs finish after the stop
-        finished = scheduler.round()
-    assert finished == [solver] and solver.error is None
-    assert solver.state.stop_reason == "deadline" and solver.result().status == "interrupted"
 
 
 # -- the Scheduler's own rules, unit by unit (issue 20 item 4) -----------------------------------------------
@@ -258,7 +240,7 @@ def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase
     (aborted: its answer never comes back), its programs running (their results dropped), its learn step on
     the training thread (the stop waits for it). The task ends DONE, stop_reason "deadline", no error, result
     "interrupted" (a resumed run redoes it), and leaves at the next round with its slot free. Passed on the
-    old code, except the Phase and `error` it reads."""
+    old code, given the Phase and `error` it reads (fixed there by issue 18)."""
     backend = SteppedScripted([SLEEPY], decode_s=3600.0 if phase == Phase.GENERATE else 0.0,
                               trains_concurrently=True) if mode == "stream" else ScriptedBackend([SLEEPY])
     release, training = threading.Event(), threading.Event()
@@ -282,9 +264,12 @@ def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase
         assert solver.phase == phase
         if phase == Phase.LEARN:
             threading.Timer(0.2, release.set).start()  # the learn step ends while stop() waits for it
+        running = list(scheduler._pending)  # its programs, if it is executing
+        assert bool(running) == (phase == Phase.EXECUTE)
         scheduler.stop(solver, "deadline")
         assert solver.phase == Phase.DONE and solver.state.stop_reason == "deadline"
-        finished = scheduler.round()
+        wait(running)  # its programs finish after the stop (issue 18, defect 7: their results then failed the
+        finished = scheduler.round()  # solver's phase check and the worker counted a crash)
         if phase == Phase.GENERATE:
             assert backend.aborted and not backend.live  # its request left the engine
         if phase == Phase.LEARN:
