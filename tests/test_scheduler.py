@@ -86,6 +86,7 @@ def test_without_gather_the_tasks_drift_into_separate_calls(tasks, executor, tmp
 
 SMALL = ["3c9b0459", "0d3d703e", "25d8a9c8", "6150a2bd"]
 MODES = ["call", "stream"]
+MAX_ROUNDS = 1000  # a stuck scheduler fails the test instead of hanging it
 
 
 class SteppedScripted(ScriptedBackend):
@@ -146,25 +147,27 @@ def drive(backend, executor, tasks, slots: int, tmp_path, solver_kwargs=None, cf
         return TaskSolver(task, backend, executor, cfg, 120.0, tmp_path, adapter=slot,
                           **(solver_kwargs or {}).get(task.task_id, {}))
 
-    with Scheduler(backend, executor, adapter_slots(backend, slots), refill, gather_s=0.0, streaming=streaming,
-                   concurrent_training=True) as scheduler:
+    with Scheduler(backend, executor, adapter_slots(backend, slots), refill, gather_s=cfg.run.gather_s,
+                   streaming=streaming, concurrent_training=True) as scheduler:
         assert scheduler.streaming == streaming
-        while True:
+        for _ in range(MAX_ROUNDS):
             finished += scheduler.round()
             most = max(most, len(scheduler.solvers))
             if not scheduler.solvers and scheduler.exhausted:
-                break
-    return finished, given, most
+                return finished, given, most
+    raise AssertionError(f"not done after {MAX_ROUNDS} rounds: {len(finished)} of {len(tasks)} tasks finished")
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_admission_never_puts_more_adapters_in_the_engine_than_it_serves(mode, small_tasks, executor, tmp_path):
     """Three tasks with trained adapters on an engine that serves one adapter at a time (vLLM's max_loras = 1):
     the scheduler admits by `admits`, so no call (no moment of the running batch) carries two, and every task
-    still gets all its epochs. Passed on the old code too (its own copies of the rule)."""
-    backend = scripted(mode)
+    still gets all its epochs. The tasks are kept together, so that they would share the engine: gather (one call
+    per round), or a decoding that lasts (streaming). Passed on the old code too (its own copies of the rule);
+    fails with the rule taken out."""
+    backend = scripted(mode, decode_s=0.5) if mode == "stream" else scripted(mode)
     backend.max_adapters_per_call = 1
-    finished, _, _ = drive(backend, executor, small_tasks[:3], 3, tmp_path)
+    finished, _, _ = drive(backend, executor, small_tasks[:3], 3, tmp_path, cfg=config(gather_s=30.0))
     assert sorted(s.task.task_id for s in finished) == sorted(SMALL[:3])
     assert all(s.phase == Phase.DONE and s.error is None and len(s.state.epochs) == EPOCHS for s in finished)
     for call in backend.engine_calls:
