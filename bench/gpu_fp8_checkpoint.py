@@ -74,6 +74,12 @@ def vllm_model(llm):
     return engine.engine_core.engine_core.model_executor.driver_worker.model_runner.model
 
 
+def scale_shape(layer) -> str:
+    scale = getattr(layer, "weight_scale_inv", None)
+    scale = getattr(layer, "weight_scale", None) if scale is None else scale
+    return "none" if scale is None else str(tuple(scale.shape))
+
+
 def inspect_load(loaded, record: dict) -> None:
     """What vLLM and the trainer hold after the load."""
     import torch
@@ -89,8 +95,7 @@ def inspect_load(loaded, record: dict) -> None:
         layers[name] = {"quant_method": type(method).__name__,
                         "kernel": type(getattr(method, "fp8_linear", None)).__name__,
                         "weight": f"{weight.dtype} {tuple(weight.shape)}",
-                        "scale": str(tuple(getattr(base, "weight_scale_inv", getattr(base, "weight_scale", torch.empty(0)))
-                                         .shape))}
+                        "scale": scale_shape(base)}
     record["vllm_layer0"] = layers
     vllm_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters() if p.dtype == torch.float8_e4m3fn}
     hf = loaded.model.get_base_model()
@@ -100,7 +105,7 @@ def inspect_load(loaded, record: dict) -> None:
     q = getattr(q, "base_layer", q)
     record["trainer"] = {"fp8_weights": len(fp8_params), "sharing_vllm_storage": shared,
                          "q_proj": f"{type(q).__name__} {q.weight.dtype} {tuple(q.weight.shape)}",
-                         "q_proj_scale": str(tuple(getattr(q, "weight_scale_inv", torch.empty(0)).shape)),
+                         "q_proj_scale": scale_shape(q),
                          "allocated_gib": torch.cuda.memory_allocated() / 1024**3}
     print("LOADED", json.dumps(record, indent=1), flush=True)
 

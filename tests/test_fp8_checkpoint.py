@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from arc25.commands import doctor
 from arc25.config import load_config
 from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, dequantize_weight, fp8_load, is_fp8_checkpoint,
                                   quantize_weight)
 from arc25.memory_plan import GIB, ModelShape, fp8_weights, plan, weight_bytes
+from arc25.throughput import H200, L4
 from tests.helpers import run_cli
 
 
@@ -155,3 +157,7 @@ def test_the_memory_plan_counts_an_fp8_model_path_as_fp8(fp8_model, bf16_model):
     assert any("arc25 quantize-fp8" in a for a in plan(config, shape, 22.3, "NVIDIA L4", 2000).advice)
     config = load_config(overrides=["model.backend=unsloth", f"model.path={fp8_model}", "unsloth.load_in_fp8=true"])
     assert not any("quantize-fp8" in a for a in plan(config, shape, 22.3, "NVIDIA L4", 2000).advice)
+    # doctor's prediction says where the FP8 rows' weights come from on the card
+    assert "loaded as is" in doctor.fp8_route(str(fp8_model), L4)
+    assert "arc25 quantize-fp8" in doctor.fp8_route(str(bf16_model), L4)
+    assert "load_in_fp8=true" in doctor.fp8_route(str(bf16_model), H200)

@@ -221,7 +221,8 @@ def quantize_checkpoint(src: str | Path, out: str | Path, block: tuple[int, int]
             summary.bytes_out += sum(t.numel() * t.element_size() for t in tensors.values())
             weight_map.update({name: shard for name in tensors})
         if not summary.quantized:
-            raise UserError(f"{src}: no decoder linear weights (model.layers.N.self_attn/mlp.*_proj.weight) to quantize")
+            raise UserError(f"{src}: no decoder linear weights (model.layers.N.self_attn/mlp.*_proj.weight) to "
+                            "quantize")
         if (src / INDEX).is_file():
             (tmp / INDEX).write_text(json.dumps({"metadata": {"total_size": summary.bytes_out},
                                                  "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")

@@ -241,7 +241,8 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
 def fp8_route(model_path: str, card: Card) -> str:
     """How the FP8 rows' weights come to be on `card`."""
     if is_fp8_checkpoint(model_path):
-        return f"model.path {model_path} is an FP8 checkpoint (arc25 quantize-fp8): loaded as is (compute capability >= 8.9)"
+        return (f"model.path {model_path} is an FP8 checkpoint (arc25 quantize-fp8): loaded as is "
+                "(compute capability >= 8.9)")
     if card == L4:
         return ("on an L4 (compute capability 8.9) from a copy made by `arc25 quantize-fp8 --model M --out M-fp8` "
                 "(model.path=M-fp8); unsloth.load_in_fp8 quantizes at load only on >= 9.0")
