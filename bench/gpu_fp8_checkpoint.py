@@ -133,6 +133,7 @@ def main() -> int:
         print("QUANTIZED", record["quantize"], flush=True)
     if args.as_l4:
         os.environ["VLLM_DISABLED_KERNELS"] = ",".join(L4_DISABLED_VLLM_KERNELS)
+        os.environ["VLLM_USE_DEEP_GEMM"] = "0"  # an L4 has no DeepGEMM (Hopper and Blackwell only)
     import arc25.backends.unsloth as backend  # imports unsloth first (CUDA)
 
     forbid_on_the_fly_gate()
