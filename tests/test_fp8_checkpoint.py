@@ -18,8 +18,9 @@ import torch
 
 from arc25.commands import doctor
 from arc25.config import load_config
+from arc25.errors import UserError
 from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, dequantize_weight, fp8_load, is_fp8_checkpoint,
-                                  quantize_weight)
+                                  quantize_checkpoint, quantize_weight)
 from arc25.memory_plan import GIB, ModelShape, fp8_weights, plan, weight_bytes
 from arc25.throughput import H200, L4
 from tests.helpers import run_cli
@@ -124,10 +125,11 @@ def test_bad_models_are_one_line_and_leave_nothing(tiny_model_dir, fp8_model, tm
     assert result.returncode == 2 and "k_proj.weight: shape (64, 128) is not a multiple" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # no partial folder left behind
-    again = run_cli("quantize-fp8", "--model", str(fp8_model), "--out", str(out))
-    assert again.returncode == 2 and "already quantized (fp8)" in again.stderr
-    occupied = run_cli("quantize-fp8", "--model", str(tiny_model_dir), "--out", str(fp8_model))
-    assert occupied.returncode == 2 and "exists and is not an empty folder" in occupied.stderr
+    with pytest.raises(UserError, match=r"already quantized \(fp8\)"):
+        quantize_checkpoint(fp8_model, out)
+    with pytest.raises(UserError, match="exists and is not an empty folder"):
+        quantize_checkpoint(tiny_model_dir, fp8_model)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_what_unsloth_is_asked_for(fp8_model, bf16_model):

@@ -189,13 +189,13 @@ def quantize_checkpoint(src: str | Path, out: str | Path, block: tuple[int, int]
     from arc25.run import check_model_folder
 
     src, out = Path(src), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty folder; choose a new one")
     check_model_folder(src, "hf")
     config = json.loads((src / "config.json").read_text())
     if config.get("quantization_config"):
         raise UserError(f"{src}/config.json: already quantized ({config['quantization_config'].get('quant_method')}); "
                         "arc25 quantize-fp8 reads a bf16 model")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: exists and is not an empty folder; choose a new one")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
