@@ -3,17 +3,17 @@
 unsloth 2026.10.9 quantizes a bf16 checkpoint to FP8 at load (`load_in_fp8=True`) only on compute
 capability >= 9.0: `_get_fp8_mode_and_check_settings` (unsloth/models/loader_utils.py:4478-4510) raises
 "On the fly `load_in_fp8` requires H100 GPUs or after", and the fast_inference loader calls it whenever
-`load_in_fp8` is set (unsloth/models/llama.py:4232-4237). An L4 is 8.9. A checkpoint that is already
+`load_in_fp8` is set (unsloth/models/llama.py:4233-4237). An L4 is 8.9. A checkpoint that is already
 FP8 takes another path, read from the sources of unsloth/unsloth_zoo 2026.10.9 and vLLM 0.26.0:
 
 - passed with `load_in_fp8=False`, the on-the-fly gate is never called (loader.py:1445-1475 and
-  llama.py:4232 both test `load_in_fp8 != False`); the checkpoint's own check,
+  llama.py:4233 both test `load_in_fp8 != False`); the checkpoint's own check,
   `verify_fp8_support_if_applicable` (unsloth/models/_utils.py:9408-9432), accepts
   `quant_method: "fp8"` (block) from compute capability 8.9 ("we allow L4") and refuses only
   `fbgemm_fp8` (per-row) below 9.0;
 - vLLM reads `quantization_config` itself (unsloth_zoo vllm_utils.load_vllm passes quantization=None,
-  ~line 4922): `Fp8Config` (layers/quantization/fp8.py, min capability 7.5) with a weight block picks
-  its block kernel from `_POSSIBLE_FP8_BLOCK_KERNELS` (kernels/linear/__init__.py:355-365): DeepGEMM
+  line 5015, and overrides it only when fp8_mode is set, 5104): `Fp8Config` (layers/quantization/fp8.py,
+  min capability 7.5) with a weight block picks its block kernel from `_POSSIBLE_FP8_BLOCK_KERNELS` (kernels/linear/__init__.py:355-365): DeepGEMM
   and CUTLASS block FP8 need sm_90 (`cutlass_scaled_mm_supports_block_fp8`), FP8 Marlin refuses
   cc >= 89 (scaled_mm/marlin.py:46-53), so an L4 runs `TritonFp8BlockScaledMMKernel`; vLLM's LoRA
   layers wrap any quant method (lora/layers/base_linear.py:207);
