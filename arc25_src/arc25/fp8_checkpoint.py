@@ -15,8 +15,9 @@ FP8 takes another path, read from the sources of unsloth/unsloth_zoo 2026.10.9 a
   line 5015, and overrides it only when fp8_mode is set, 5104): `Fp8Config` (layers/quantization/fp8.py,
   min capability 7.5) with a weight block picks its block kernel from `_POSSIBLE_FP8_BLOCK_KERNELS`
   (kernels/linear/__init__.py:355-365): DeepGEMM and CUTLASS block FP8 need sm_90
-  (`cutlass_scaled_mm_supports_block_fp8`), FP8 Marlin refuses cc >= 89 (scaled_mm/marlin.py:46-53), so an L4 runs `TritonFp8BlockScaledMMKernel`; vLLM's LoRA
-  layers wrap any quant method (lora/layers/base_linear.py:207);
+  (`cutlass_scaled_mm_supports_block_fp8`), FP8 Marlin refuses cc >= 89 (scaled_mm/marlin.py:46-53),
+  so an L4 runs `TritonFp8BlockScaledMMKernel`; vLLM's LoRA layers wrap any quant method
+  (lora/layers/base_linear.py:207);
 - unsloth_zoo shares vLLM's FP8 tensors with the trainer: `_get_vllm_state_dict` (vllm_utils.py:1354-1404)
   takes `weight_scale_inv` untransposed on an L4 ("On H100 the scale is transposed vs HF (L4 isn't)";
   vLLM 0.26 has no `maybe_post_process_fp8_weight_block`, so no transpose on either), and
