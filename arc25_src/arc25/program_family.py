@@ -220,7 +220,7 @@ def all_steps(a: Sequence[int], b: Sequence[int]) -> list[Step]:
 
 @functools.lru_cache(maxsize=4096)
 def compile_code(code: str) -> Callable[[np.ndarray], object]:
-    from arc25.execution import load_dsl
+    from arc25.exec_worker import load_dsl
 
     load_dsl()  # `from common import *` finds the DSL
     namespace: dict[str, object] = {}
