@@ -1,8 +1,8 @@
 """The executor's worker process: between the trusted parent and the untrusted children.
 
 Started by `arc25.execution.Executor` as `python -c "from arc25.exec_worker import worker_main;
-worker_main()" SETTINGS_JSON` (not `-m`, which would put the current folder first on sys.path
-while this module is imported). It imports numpy, scipy.ndimage and the DSL once (`preload`),
+worker_main()" SETTINGS_JSON` (execution.WORKER_COMMAND), so it imports none of the parent's modules
+(tests/test_execution.py checks). It imports numpy, scipy.ndimage and the DSL once (`preload`),
 prepares the sandbox and the confinement once, then for every job forks a child
 (arc25.exec_child), SIGKILLs the child's process group at the wall-clock timeout (a signal no
 `except:` can swallow), and validates what the child sent as plain data (`parse_line`: JSON,

@@ -59,8 +59,7 @@ log = logging.getLogger(__name__)
 # worker itself hung (the worker enforces the timeout; this is the backstop).
 WORKER_GRACE_S = 5.0
 WORKER_START_TIMEOUT_S = 120.0
-# `-c`, not `-m`: `-m` would put the current folder first on sys.path while the module is imported.
-WORKER_COMMAND = "from arc25.exec_worker import worker_main; worker_main()"
+WORKER_COMMAND = "from arc25.exec_worker import worker_main; worker_main()"  # python -c WORKER_COMMAND SETTINGS
 
 # --------------------------------------------------------------------------- the pool
 
