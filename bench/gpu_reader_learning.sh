@@ -4,7 +4,7 @@
 # call is one of:
 #   all      install; build the reader ($SIZE, $MINUTES of training on $POOL examples; the real held-out ids
 #            come from bench/reader_real_heldout.json, the rule's output, instead of 69 s of search); the reading
-#            check on the benchmark's tasks (diagnose_learning --reads-only, beside the engine's start); then
+#            check on the benchmark's tasks (diagnose_learning --reads-only, once the engine is up); then
 #            bench_learning until the call's end ($CALL_S after it began)
 #   bench    bench_learning until the call's end, resuming $STAGE/learning.json (a later call on the warm machine;
 #            on a fresh one the reader is rebuilt first from $STEPS, its reader_model.json's step count)
@@ -63,7 +63,7 @@ reads() {  # the reading check on the benchmark's own tasks, per stratum (HF cop
   # starts once the bench's engine is ready: a process that frees GPU memory while vLLM profiles fails vLLM's start
   for _ in $(seq 300); do grep -q "ready after" "$OUT/bench.log" 2>/dev/null && break; sleep 1; done
   timeout 240 python3 bench/diagnose_learning.py --reader "$N" --reads-only --model "$MODEL" --device "$DEVICE" \
-    --threads 4 "${EXTRA[@]:0:1}" > "$OUT/reads.txt" 2>&1
+    --threads 4 --json "$OUT/reads.json" "${EXTRA[@]:0:1}" > "$OUT/reads.txt" 2>&1
   echo "reading check: exit $?"; grep -A12 "^| tasks | n |" "$OUT/reads.txt"
 }
 
