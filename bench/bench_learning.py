@@ -446,6 +446,8 @@ def reader_tables_from(instances: list[dict], ids: list[str], arms: list[str]) -
                              "seconds": statistics.mean(r["elapsed_s"] for r in mine)})
             elif any(mine):
                 partial.append((budget, seed, arm, [r for r in mine if r]))
+    if not runs and not partial:
+        return "no complete instance yet"
     budgets = list(dict.fromkeys(b for b, _ in groups))
     out = reader_tables(runs, arms, budgets, len(ids), seconds="s per task (mean; tasks run concurrently)")
     if runs:

@@ -62,7 +62,7 @@ build() {  # the reader into $MODEL: $MINUTES of training, or exactly $STEPS ste
 reads() {  # the reading check on the benchmark's own tasks, per stratum (HF copy on the GPU, ~1 min); it
   # starts once the bench's engine is ready: a process that frees GPU memory while vLLM profiles fails vLLM's start
   for _ in $(seq 300); do grep -q "ready after" "$OUT/bench.log" 2>/dev/null && break; sleep 1; done
-  timeout 240 python3 bench/diagnose_learning.py --reader "$N" --reads-only --model "$MODEL" --device "$DEVICE" \
+  timeout $(( $(left) + 5 )) python3 bench/diagnose_learning.py --reader "$N" --reads-only --model "$MODEL" --device "$DEVICE" \
     --threads 4 --json "$OUT/reads.json" "${EXTRA[@]:0:1}" > "$OUT/reads.txt" 2>&1
   echo "reading check: exit $?"; grep -A12 "^| tasks | n |" "$OUT/reads.txt"
 }
