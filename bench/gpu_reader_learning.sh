@@ -75,7 +75,8 @@ bench() {  # bench_learning until the call's end, resuming $JSON
     "${EXTRA[@]}" "$@" > "$OUT/bench.log" 2>&1
   echo "bench_learning: exit $? after $(( $(date +%s) - START )) s"
   cp "$JSON" "$OUT/learning.json" 2>/dev/null
-  quiet < "$OUT/bench.log" | grep -v -E "^\s+File|Traceback" | tail -70 | tee "$OUT/learning.txt"
+  quiet < "$OUT/bench.log" | grep -v -E "^\s+File|^\||^$" | tail -25
+  python3 bench/bench_learning.py --table-from "$JSON" | tee "$OUT/learning.txt"
 }
 
 case "${1:-}" in
