@@ -6,9 +6,10 @@ inside it. Everything between them is the real code: the backend, `arc25.backend
   adapter named "default", built by plain transformers + peft on the tiny model;
 - `StandInLLMEngine` answers the calls `vllm_compat.Engine` makes of vLLM's `LLMEngine` (add_request,
   step, abort_request, has_unfinished_requests, remove_lora, model_config.max_model_len) from its own
-  copy of the tiny model: one token per running request per step (so deadlines and aborts cut
-  mid-answer), greedy or sampled from the request's own seed, under the LoRA tensors the request hands
-  over, cached by `lora_int_id` as vLLM caches them (a reused id would serve the old weights here too);
+  copy of the tiny model: one token per running request per step, each request with its own KV cache
+  (so deadlines and aborts cut mid-answer), greedy or sampled from the request's own seed, under the
+  LoRA tensors the request hands over, cached by `lora_int_id` as vLLM caches them (a reused id would
+  serve the old weights here too);
 - `TensorLoRARequest` is unsloth_zoo's `LoRARequest`, which accepts `lora_tensors` and replaces
   vLLM's class when unsloth loads: `tensor_lora_requests` puts it in place for one test.
 """
@@ -56,6 +57,7 @@ class _Running:
         self.tokens: list[int] = []
         self.text = ""
         self.generator = torch.Generator().manual_seed(params.seed)
+        self.cache = None  # HF's KV cache of this request (under its own adapter)
 
 
 class StandInLLMEngine:
@@ -92,6 +94,7 @@ class StandInLLMEngine:
 
     def remove_lora(self, lora_id: int) -> bool:
         if lora_id in self.loaded:
+            self.model.set_adapter("unused")  # not the one deleted (peft warns)
             self.model.delete_adapter(f"l{lora_id}")
             self.loaded.discard(lora_id)
         return True
@@ -122,13 +125,14 @@ class StandInLLMEngine:
 
     @torch.no_grad()
     def _next_token(self, r: _Running) -> int:
-        ids = torch.tensor([r.prompt + r.tokens])
+        ids = torch.tensor([r.tokens[-1:] if r.cache is not None else r.prompt])  # the request's own KV cache
         if r.lora is None:
             with self.model.disable_adapter():
-                logits = self.model(input_ids=ids).logits[0, -1]
+                out = self.model(input_ids=ids, past_key_values=r.cache, use_cache=True)
         else:
             self.model.set_adapter(f"l{r.lora.lora_int_id}")
-            logits = self.model(input_ids=ids).logits[0, -1]
+            out = self.model(input_ids=ids, past_key_values=r.cache, use_cache=True)
+        r.cache, logits = out.past_key_values, out.logits[0, -1]
         if r.params.temperature <= 0:
             return int(logits.argmax())
         probs = torch.softmax(logits / r.params.temperature, dim=-1)
