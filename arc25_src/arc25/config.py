@@ -178,7 +178,7 @@ class VllmConfig:
 
     gpu_memory_utilization: float = 0.5  # vLLM's share of the GPU; the rest: the training copy and its activations
     kv_cache_gib: float = 0.0  # > 0: exactly this much KV cache; 0: from gpu_memory_utilization (GPU), 1 GiB (CPU)
-    max_model_len: int = 10240  # prompt + answer (as training.max_seq_len); longer prompts get empty "length" answers
+    max_model_len: int = 10240  # prompt + answer (as training.max_seq_len); a longer prompt: PromptTooLong
     max_loras: int = 4  # adapters in one engine call: at least run.tasks_per_worker
     max_num_seqs: int = 256  # sequences vLLM decodes at once
     enforce_eager: bool = False  # True: no CUDA graphs (faster start, slower decoding)
