@@ -38,6 +38,7 @@ it about the task's own outputs.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -124,21 +125,30 @@ def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[d
     return rows
 
 
-def reading_summary(reads: list[dict]) -> str:
+def reading_rows(reads: list[dict]) -> list[dict]:
     """Per stratum and in all: tasks whose right programs are likelier on the true prompt than on the
     decoy prompt, and the margin (right on decoy minus right on true, nats per answer token)."""
-    lines = ["| tasks | n | reads (right likelier on true) | margin mean | margin median |", "|---|---|---|---|---|"]
     groups: dict[str, list[dict]] = {}
     for r in reads:
         if r["right_true"] == r["right_true"]:  # not NaN: the task has a right program
             groups.setdefault(r.get("stratum", "all"), []).append(r)
     if len(groups) > 1:
         groups["all"] = [r for rs in list(groups.values()) for r in rs]
+    rows = []
     for name, rs in groups.items():
         margins = [r["right_decoy"] - r["right_true"] for r in rs]
-        lines.append(f"| {name} | {len(rs)} | {sum(m > 0 for m in margins)}/{len(rs)} "
-                     f"({sum(m > 0 for m in margins) / len(rs):.0%}) | {statistics.mean(margins):+.4f} | "
-                     f"{statistics.median(margins):+.4f} |")
+        rows.append({"tasks": name, "n": len(rs), "reads": sum(m > 0 for m in margins),
+                     "fraction": sum(m > 0 for m in margins) / len(rs), "margin_mean": statistics.mean(margins),
+                     "margin_median": statistics.median(margins)})
+    return rows
+
+
+def reading_summary(reads: list[dict]) -> str:
+    """`reading_rows` as a table."""
+    lines = ["| tasks | n | reads (right likelier on true) | margin mean | margin median |", "|---|---|---|---|---|"]
+    for r in reading_rows(reads):
+        lines.append(f"| {r['tasks']} | {r['n']} | {r['reads']}/{r['n']} ({r['fraction']:.0%}) | "
+                     f"{r['margin_mean']:+.4f} | {r['margin_median']:+.4f} |")
     return "\n".join(lines)
 
 
@@ -161,6 +171,7 @@ def main() -> None:
                         help="the reader's held-out tasks, N per stratum (with --model: a reader folder)")
     parser.add_argument("--no-real", action="store_true", help="with --reader: synthetic held-out tasks only")
     parser.add_argument("--device", default="cpu", help="the HF backend's device (cpu, cuda)")
+    parser.add_argument("--json", help="write the reading check here (per task, and the summary per stratum)")
     args = parser.parse_args()
 
     import torch
@@ -212,6 +223,11 @@ def main() -> None:
               f"{r['decoy_true']:.3f} | {r['decoy']} |", flush=True)
     print()
     print(reading_summary(reads))
+    if args.json:
+        from arc25.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"model": model_dir, "seed": args.seed, "reads": reads,
+                                                 "summary": reading_rows(reads)}, indent=1) + "\n")
     if args.reads_only:
         return
     print()

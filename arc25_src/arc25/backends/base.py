@@ -107,6 +107,10 @@ def check_admitted(requests: list[GenerationRequest], limit: int) -> None:
             adapters.add(request.adapter)
 
 
+class PromptTooLong(ValueError):
+    """A request with a prompt that leaves no room in the engine's context (`max_model_len`): refused as a whole
+    before any of it starts, with this one-line error; the engine and the other requests go on."""
+
 class Timings:
     """Seconds spent per named phase, accumulated over calls."""
 

@@ -14,11 +14,13 @@ lives outside it and is swapped in when that task trains:
   per LoRA parameter, ~1 GiB per task at rank 32 on all seven projections of the 8B model) and
   are copied in (~40 ms over PCIe 4) when their task trains next;
 - vLLM gets each new version as bf16 tensors from memory (`LoRARequest(lora_tensors=...)`)
-  under a fresh `lora_int_id` (the adapter's version: vLLM caches by id, a reused id would serve
-  the old weights); at most `max_loras` different adapters share one engine call.
+  under a fresh name and `lora_int_id` (the driver's: vLLM caches by both, a reused one would
+  serve the old weights); at most `max_loras` different adapters share one engine call.
 
+Generation is `arc25.backends.vllm_driver`, the loop the vLLM backend uses too; this backend only
+hands each adapter version over as tensors in memory (`handover`, `lora_handle`).
 Import-guarded: this module imports without unsloth or vLLM (CPU tests drive everything but the
-loader and the engine, see tests/test_unsloth_backend.py); `load` needs CUDA, unsloth and vLLM.
+loader and vLLM's engine, see tests/test_unsloth_backend.py); `load` needs CUDA, unsloth and vLLM.
 `UNSLOTH_VLLM_MERGED_ROLLOUT=0` is set before unsloth loads: its default folds one LoRA into the
 shared base weights for generation, which would serve every task in a mixed call with one adapter.
 `unsloth.load_in_fp8` loads the weights as FP8 (vLLM's online per-channel quantization; unsloth's
@@ -33,13 +35,15 @@ import logging
 import math
 import os
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from arc25.backends.vllm_compat import Engine, LoraHandle
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,11 @@ from arc25.backends.base import (  # noqa: E402
     Completion,
     Completions,
     GenerationRequest,
-    SamplingParams,
     TrainSample,
     TrainStats,
 )
 from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed  # noqa: E402
+from arc25.backends.vllm_driver import VLLMDriver  # noqa: E402
 from arc25.config import Config  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
 from arc25.memory_plan import HEAD_CHUNK  # noqa: E402
@@ -82,52 +86,7 @@ SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swap
 class Loaded:
     model: Any  # a peft model with one LoRA adapter named SLOT (unsloth's get_peft_model output)
     tokenizer: Any
-    engine: Engine
-
-
-class Engine(Protocol):
-    """What the backend needs from an inference engine serving LoRAs by request: rows join and leave
-    a running batch (vLLM's continuous batching)."""
-
-    max_loras: int
-
-    def add(self, row: EngineRow) -> str:
-        """Start a row; its outputs come back from `step` under the returned id."""
-        ...
-
-    def step(self) -> list[tuple[str, list[EngineOutput]]]:
-        """One engine step; the rows that ended in it (cut or missing only where the row's deadline passed)."""
-        ...
-
-    def abort(self, row_ids: list[str]) -> None: ...
-
-    def unfinished(self) -> int:
-        """Rows added and not yet returned by `step`."""
-        ...
-
-
-def run_rows(engine: Engine, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-    """All rows to the end, as one blocking call: for each row, its completions."""
-    ids = [engine.add(row) for row in rows]
-    done: dict[str, list[EngineOutput]] = {}
-    while len(done) < len(ids):
-        done.update(engine.step())
-    return [done[rid] for rid in ids]
-
-
-@dataclass
-class EngineRow:
-    prompt_ids: list[int]
-    params: SamplingParams
-    lora: AdapterWeights | None  # None: the base model
-    deadline: float | None = None
-
-
-@dataclass
-class EngineOutput:
-    token_ids: list[int]
-    text: str
-    finish_reason: str  # stop | length | deadline
+    engine: Engine  # unsloth's vLLM (`model.vllm_engine`), stepped by the driver
 
 
 @dataclass
@@ -138,95 +97,6 @@ class AdapterWeights:
     version: int
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any]  # peft's adapter_config.json content
-
-
-def _vllm_lora_request(weights: AdapterWeights) -> Any:
-    # unsloth_zoo patches vllm.lora.request.LoRARequest to accept tensors; take the patched class
-    import vllm.lora.request
-
-    return vllm.lora.request.LoRARequest(f"{weights.name}-v{weights.version}", weights.version,
-                                         lora_tensors=weights.tensors, lora_config=weights.config)
-
-
-@dataclass
-class _Row:
-    """A row in vLLM: its latest output per completion index, and how it ended."""
-
-    row: EngineRow
-    latest: dict[int, Any] = field(default_factory=dict)
-    finished: bool = False
-    cut: bool = False
-
-
-class VLLMEngine:
-    """unsloth's in-process vLLM engine, stepped by hand: rows join and leave the running batch, and a
-    deadline cuts its rows."""
-
-    def __init__(self, llm: Any, max_loras: int, stop_ids: list[int]) -> None:
-        self.llm, self.max_loras, self.stop_ids = llm, max_loras, stop_ids
-        self._ids = iter(range(1 << 62))
-        self._rows: dict[str, _Row] = {}
-
-    def _params(self, p: SamplingParams) -> Any:
-        from vllm import SamplingParams as VParams
-
-        greedy = p.temperature <= 0
-        return VParams(n=p.n, temperature=0.0 if greedy else p.temperature, top_p=1.0 if greedy else p.top_p,
-                       max_tokens=p.max_tokens, seed=p.seed, stop_token_ids=list(self.stop_ids),
-                       skip_special_tokens=True)
-
-    def add(self, row: EngineRow) -> str:
-        rid = f"arc25-{next(self._ids)}"
-        lora = _vllm_lora_request(row.lora) if row.lora is not None else None
-        self.llm.llm_engine.add_request(rid, {"prompt_token_ids": row.prompt_ids}, self._params(row.params),
-                                        lora_request=lora)
-        self._rows[rid] = _Row(row)
-        return rid
-
-    def unfinished(self) -> int:
-        return len(self._rows)
-
-    def abort(self, row_ids: list[str]) -> None:
-        live = [rid for rid in row_ids if rid in self._rows]
-        if live:
-            self.llm.llm_engine.abort_request(live)
-        for rid in live:
-            del self._rows[rid]
-
-    def step(self) -> list[tuple[str, list[EngineOutput]]]:
-        engine = self.llm.llm_engine
-        now = time.time()
-        late = [rid for rid, r in self._rows.items()
-                if r.row.deadline is not None and now >= r.row.deadline and not r.finished]
-        if late:
-            engine.abort_request(late)
-            for rid in late:
-                self._rows[rid].cut = True
-        if engine.has_unfinished_requests() and not all(r.finished or r.cut for r in self._rows.values()):
-            for out in engine.step():
-                r = self._rows.get(out.request_id)
-                if r is None:
-                    continue  # aborted by its owner
-                for c in out.outputs:  # n > 1: children may come one by one or together
-                    r.latest[c.index] = c
-                if out.finished:
-                    r.finished = True
-        ended = [rid for rid, r in self._rows.items() if r.finished or r.cut]
-        return [(rid, self._outputs(self._rows.pop(rid))) for rid in ended]
-
-    @staticmethod
-    def _outputs(r: _Row) -> list[EngineOutput]:
-        outs = []
-        for index in range(r.row.params.n):
-            c = r.latest.get(index)
-            if c is None:
-                continue  # not started before the deadline
-            done = r.finished and c.finish_reason in ("stop", "length")
-            outs.append(EngineOutput(list(c.token_ids), c.text, c.finish_reason if done else "deadline"))
-        return outs
-
-    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-        return run_rows(self, rows)
 
 
 def unsloth_utilization(vllm_gib: float) -> float:
@@ -293,8 +163,9 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
         model, r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout, bias="none", use_rslora=lc.use_rslora,
         target_modules=list(lc.target_modules), random_state=config.seed, max_seq_length=tc.max_seq_len,
         use_gradient_checkpointing="unsloth" if tc.gradient_checkpointing else False)
-    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
-    return Loaded(model, tokenizer, VLLMEngine(model.vllm_engine, max_loras, stop_ids))
+    from arc25.backends.vllm_compat import Engine
+
+    return Loaded(model, tokenizer, Engine(model.vllm_engine, max_loras=max_loras))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,8 +229,7 @@ class UnslothBackend(HFBackend):
         self.swaps = 0
         self._slot_lock = threading.Lock()
         self._train_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        self._live: dict[int, tuple[GenerationRequest, list[str], list[EngineRow]]] = {}  # key -> request, rows
-        self._done_rows: dict[str, list[EngineOutput]] = {}
+        self.driver = VLLMDriver(self.engine, self, self.prompt_ids, self.stop_ids, self.timings)
         self._pin = self.device.type == "cuda"
         # the adapter_config.json content vLLM reads (plain JSON types, as unsloth hands it over)
         peft_config = self._peft_config().to_dict()
@@ -502,65 +372,46 @@ class UnslothBackend(HFBackend):
                 task.handed = AdapterWeights(name, task.version, tensors, self._engine_config)
         return task.handed
 
-    def generate(self, requests: list[GenerationRequest]) -> Completions:
-        if self._live:
-            raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
-        with self.timings.measure("generate"):
-            names = {r.adapter for r in requests if r.adapter is not None}
-            if len(names) > self.max_adapters_per_call:
-                raise ValueError(f"{len(names)} adapters in one call; the engine serves {self.max_adapters_per_call}")
-            loras = {name: self.handover(name) for name in names}
-            rows, where = [], []
-            for i, request in enumerate(requests):
-                for j, messages in enumerate(request.prompts):
-                    lora = loras[request.adapter] if request.adapter is not None else None
-                    rows.append(EngineRow(self.prompt_ids(messages), request.params, lora, request.deadline))
-                    where.append((i, j))
-            outputs = run_rows(self.engine, rows) if rows else []
-            result: Completions = [[[] for _ in r.prompts] for r in requests]
-            for (i, j), row, outs in zip(where, rows, outputs):
-                result[i][j] = _completions(row, outs)
-            return result
+    def adapter_names(self) -> list[str]:
+        return list(self.adapters)
 
-    # --- streaming: requests join and leave vLLM's running batch ----------------------------------
+    def lora_handle(self, adapter: str, label: str, lora_id: int, zero: bool = False) -> LoraHandle:
+        """The driver's `Handover`: the version's tensors, in memory (`LoRARequest(lora_tensors=...)`)."""
+        from arc25.backends.vllm_compat import LoraHandle
+
+        weights = self.handover(adapter)
+        tensors = {k: torch.zeros_like(t) for k, t in weights.tensors.items()} if zero else weights.tensors
+        return LoraHandle(label, lora_id, tensors=tensors, config=weights.config)
+
+    def release_handle(self, handle: LoraHandle) -> None:
+        pass  # the tensors go with the handle
+
+    # --- generation: the driver's stepped interface -------------------------------------------------
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.max_model_len
+
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        return self.driver.generate(requests)
 
     def submit(self, key: int, request: GenerationRequest) -> None:
-        if key in self._live:
-            raise ValueError(f"request key {key} is already in flight")
-        with self.timings.measure("generate"):
-            lora = self.handover(request.adapter) if request.adapter is not None else None
-            rows = [EngineRow(self.prompt_ids(m), request.params, lora, request.deadline) for m in request.prompts]
-            self._live[key] = (request, [self.engine.add(row) for row in rows], rows)
+        self.driver.submit(key, request)
 
     def step(self) -> list[tuple[int, list[list[Completion]]]]:
-        with self.timings.measure("generate"):
-            self._done_rows.update(self.engine.step())
-            ended = [key for key, (_, ids, _) in self._live.items() if all(i in self._done_rows for i in ids)]
-            answers = []
-            for key in ended:
-                _, ids, rows = self._live.pop(key)
-                answers.append((key, [_completions(row, self._done_rows.pop(i)) for i, row in zip(ids, rows)]))
-            return answers
+        return self.driver.step()
 
     def abort(self, key: int) -> None:
-        live = self._live.pop(key, None)
-        if live is not None:
-            self.engine.abort(live[1])
-            for i in live[1]:
-                self._done_rows.pop(i, None)
+        self.driver.abort(key)
 
     def running(self) -> int:
-        return sum(row.params.n for _, ids, rows in self._live.values()
-                   for i, row in zip(ids, rows) if i not in self._done_rows)
+        return self.driver.running()
 
     def close(self) -> None:
+        if self.engine is not None:
+            self.driver.close()  # unsloth's engine itself goes with the process
         self.engine = None
         super().close()
-
-
-def _completions(row: EngineRow, outs: list[EngineOutput]) -> list[Completion]:
-    return [Completion(o.text, o.finish_reason, prompt_tokens=len(row.prompt_ids), completion_tokens=len(o.token_ids))
-            for o in outs]
 
 
 def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
