@@ -31,11 +31,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from arc25.grid import MAX_SIDE, is_valid_grid  # noqa: F401  (MAX_SIDE: warm_model imports it from here)
 from arc25.tasks import Example, Task
 
 DSL_COLORS = ("BLACK", "BLUE", "RED", "GREEN", "YELLOW", "GRAY", "PINK", "ORANGE", "PURPLE", "BROWN")
 COLOR_WORDS = ("black", "blue", "red", "green", "yellow", "gray", "pink", "orange", "purple", "brown")
-MAX_SIDE = 30  # a valid ARC grid
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def all_steps(a: Sequence[int], b: Sequence[int]) -> list[Step]:
 
 @functools.lru_cache(maxsize=4096)
 def compile_code(code: str) -> Callable[[np.ndarray], object]:
-    from arc25.execution import load_dsl
+    from arc25.exec_worker import load_dsl
 
     load_dsl()  # `from common import *` finds the DSL
     namespace: dict[str, object] = {}
@@ -233,11 +233,7 @@ def as_grid(value: object) -> np.ndarray | None:
         arr = np.asarray(value)
     except Exception:
         return None
-    if arr.ndim != 2 or not (1 <= arr.shape[0] <= MAX_SIDE and 1 <= arr.shape[1] <= MAX_SIDE):
-        return None
-    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 9:
-        return None
-    return arr.astype(np.int64)
+    return arr.astype(np.int64) if is_valid_grid(arr) else None
 
 
 def run_code(code: str, grid: np.ndarray) -> np.ndarray | None:

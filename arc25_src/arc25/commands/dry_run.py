@@ -152,7 +152,8 @@ def write_task_files(run_dir: Path, tasks: dict[str, Task]) -> tuple[Path, Path 
 # -- the dry run ------------------------------------------------------------------------------
 def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks: dict[str, Task]) -> Any:
     """Run the pipeline; if it breaks, still merge what is there (the submission must exist)."""
-    from arc25.run import hold_run_dir, parse_gpus, prepare_run_dir, run_pipeline
+    from arc25.gpus import parse_gpus
+    from arc25.run import hold_run_dir, prepare_run_dir, run_pipeline
     from arc25.submission import SUBMISSION_FILE, write_submission
 
     workers = args.workers if args.workers is not None or args.gpus or not is_tiny(args) else TINY_WORKERS
