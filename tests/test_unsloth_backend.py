@@ -329,7 +329,7 @@ def test_the_real_loader_needs_cuda_and_says_so():
 
 def test_the_chunked_head_loss_equals_the_whole_head_loss():
     """Same loss and gradients as the LM head over all labelled positions at once (HFBackend.loss's way)."""
-    from arc25.backends.unsloth import chunked_cross_entropy
+    from arc25.backends.trainer import chunked_cross_entropy
 
     torch.manual_seed(0)
     hidden = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
