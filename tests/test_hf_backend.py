@@ -107,8 +107,8 @@ def test_labels_mask_prompt_and_padding(hf_backend):
         answer = hf_backend.loras.tokenizer(sample.answer, add_special_tokens=False)["input_ids"]
         assert ids == prompt + answer + [EOT] and ids.count(BOS) == 1
         assert labels == [IGNORE] * len(prompt) + answer + [EOT]
-    batch = collate(encoded, hf_backend.loras.pad_id, torch.device("cpu"))
-    assert hf_backend.loras.pad_id == PAD
+    batch = collate(encoded, hf_backend.loras.ids.pad, torch.device("cpu"))
+    assert hf_backend.loras.ids.pad == PAD
     n_long, n_short = len(encoded[0][0]), len(encoded[1][0])
     assert batch.input_ids.shape == (2, n_long)
     row = batch.input_ids[1]
@@ -130,7 +130,7 @@ def test_head_only_at_labels_equals_full_logits_loss(hf_backend):
         sample = TrainSample(short_messages("Red Red\nBlue"), format_answer(SHORT_CODE))
         hf_backend.train("lossparity", [sample] * 2)  # non-zero LoRA B: the adapter really takes part
         batch = collate([hf_backend.loras.encode(sample), hf_backend.loras.encode(TrainSample(short_messages("x"), "y"))],
-                        hf_backend.loras.pad_id, hf_backend.loras.device)
+                        hf_backend.loras.ids.pad, hf_backend.loras.device)
         with hf_backend.loras.using("lossparity") as model, torch.no_grad():
             ours = hf_backend.loras.loss(batch)
             full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
