@@ -327,6 +327,21 @@ def test_the_real_loader_needs_cuda_and_says_so():
         load_backend(config)
 
 
+def test_importing_the_backend_loads_nothing_that_unsloth_must_precede():
+    """unsloth must be imported before transformers and peft (it patches them): importing this module, in
+    a fresh interpreter, imports none of them nor vLLM nor unsloth, and sets no environment variable;
+    `load_with_unsloth` imports unsloth first."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; import arc25.backends.unsloth; "
+            "print([m for m in ('transformers', 'peft', 'vllm', 'unsloth') if m in sys.modules], "
+            "'UNSLOTH_VLLM_MERGED_ROLLOUT' in os.environ)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "UNSLOTH_VLLM_MERGED_ROLLOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["[]", "False"]
+
+
 def test_the_chunked_head_loss_equals_the_whole_head_loss():
     """Same loss and gradients as the LM head over all labelled positions at once (HFBackend.loss's way)."""
     from arc25.backends.trainer import chunked_cross_entropy
