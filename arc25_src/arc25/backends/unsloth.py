@@ -44,9 +44,6 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-log = logging.getLogger(__name__)
-
-
 from arc25.backends.adapters import AdapterTable, adapter_seed
 from arc25.backends.base import (
     Completion,
@@ -61,6 +58,8 @@ from arc25.backends.trainer import HEAD_CHUNK, LoraTrainer, TrainState, encode_s
 from arc25.config import Config
 from arc25.errors import UserError
 from arc25.prompts import STOP_TOKENS, PromptIds, SpecialIds
+
+log = logging.getLogger(__name__)
 
 SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swapped through it
 

@@ -4,8 +4,8 @@ One engine call serves several tasks, each with its own adapter version: vLLM's 
 with LoRA slots (`vllm.max_loras`, the most adapters one call may carry) and prefix
 caching. Adapters are created, trained, reset, exported and imported on a transformers +
 peft copy of the model in this process (`arc25.backends.peft_loras`, as the HF backend's),
-so training is the project's own loop (`arc25.backends.trainer`). Before a generate call uses an adapter whose version vLLM has not
-seen, that version is written in peft's format (adapter_config.json +
+so training is the project's own loop (`arc25.backends.trainer`). Before a generate call
+uses an adapter whose version vLLM has not seen, that version is written in peft's format (adapter_config.json +
 adapter_model.safetensors) to a folder in RAM (/dev/shm) and handed to vLLM under a
 name and `lora_int_id` never used before: vLLM caches adapters (and prefix-cache blocks)
 by name and id, so a reused one would serve the old weights. The previous version's
