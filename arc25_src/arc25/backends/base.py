@@ -12,6 +12,10 @@ running at it are cut and come back with `finish_reason="deadline"` (their text 
 far), and prompts not started come back with no completions. So a caller always gets
 what was generated before its deadline, never an exception or a wait past it.
 
+Every backend steps (`StreamingBackend`: submit, step, abort, running) and its blocking `generate`
+is `generate_by_steps`, one generation path per backend; what one step runs is the backend's own
+batching rule (HF: every request submitted so far as one batch; vLLM: one engine step).
+
 Prompts are chat messages; the backend renders them with its tokenizer's template
 (see `arc25.prompts.tokenize_prompt`) so training and inference tokenize alike.
 """
