@@ -180,7 +180,9 @@ def main() -> None:
     all_tasks = load_tasks(args.challenges)
     backend = PlantedBackend(load_backend(bench_config(args, 1)))
     if args.median_tasks:
-        args.tasks = median_tasks(all_tasks, backend.tokenizer, args.median_tasks)
+        from transformers import AutoTokenizer  # the model's own: any backend
+
+        args.tasks = median_tasks(all_tasks, AutoTokenizer.from_pretrained(args.model), args.median_tasks)
     tasks = [all_tasks[t] for t in args.tasks]
     print(f"tasks: {' '.join(args.tasks)}", flush=True)
     rows = []

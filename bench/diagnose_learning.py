@@ -61,9 +61,9 @@ def nll(backend, adapter: str | None, samples) -> float:
     import torch
 
     losses = []
-    with torch.no_grad(), backend.using(adapter) as model:
+    with torch.no_grad(), backend.loras.using(adapter) as model:
         for sample in samples:
-            ids, labels = backend.encode(sample)
+            ids, labels = backend.loras.encode(sample)
             device = next(model.parameters()).device
             losses.append(model(input_ids=torch.tensor([ids], device=device),
                                 labels=torch.tensor([labels], device=device)).loss.item())

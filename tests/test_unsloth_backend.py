@@ -22,7 +22,8 @@ pytest.importorskip("vllm")  # the driver's engine wrapper (vllm_compat) is vLLM
 
 from arc25.backends import load_backend  # noqa: E402
 from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample  # noqa: E402
-from arc25.backends.unsloth import UnslothBackend, fp8_problem, load_with_unsloth, unsloth_utilization  # noqa: E402
+from arc25.backends.unsloth import UnslothBackend, load_with_unsloth, unsloth_utilization  # noqa: E402
+from arc25.fp8_checkpoint import fp8_load  # noqa: E402
 from arc25.config import Config  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
 from unsloth_standin import standin_backend, tensor_lora_requests  # noqa: E402,F401
@@ -248,9 +249,24 @@ def test_the_real_loader_needs_cuda_and_says_so():
         load_backend(config)
 
 
+def test_importing_the_backend_loads_nothing_that_unsloth_must_precede():
+    """unsloth must be imported before transformers and peft (it patches them): importing this module, in
+    a fresh interpreter, imports none of them nor vLLM nor unsloth, and sets no environment variable;
+    `load_with_unsloth` imports unsloth first."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; import arc25.backends.unsloth; "
+            "print([m for m in ('transformers', 'peft', 'vllm', 'unsloth') if m in sys.modules], "
+            "'UNSLOTH_VLLM_MERGED_ROLLOUT' in os.environ)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "UNSLOTH_VLLM_MERGED_ROLLOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["[]", "False"]
+
+
 def test_the_chunked_head_loss_equals_the_whole_head_loss():
     """Same loss and gradients as the LM head over all labelled positions at once (HFBackend.loss's way)."""
-    from arc25.backends.unsloth import chunked_cross_entropy
+    from arc25.backends.trainer import chunked_cross_entropy
 
     torch.manual_seed(0)
     hidden = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
@@ -383,5 +399,6 @@ def test_fp8_weights_reach_unsloths_loader_and_an_l4_is_refused_in_one_line(monk
     with pytest.raises(UserError, match=r"compute capability >= 9.0 .*this GPU is 8.9"):
         load_with_unsloth(config, 4)
     assert not seen  # refused before unsloth was asked
-    assert "exclude each other" in fp8_problem(True, True, (9, 0))
-    assert fp8_problem(False, True, (8, 9)) is None and fp8_problem(True, False, (9, 0)) is None
+    assert "exclude each other" in fp8_load(config.model.path, True, True, (9, 0)).problem
+    assert fp8_load(config.model.path, False, True, (8, 9)).problem is None
+    assert fp8_load(config.model.path, True, False, (9, 0)).problem is None

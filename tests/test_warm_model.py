@@ -103,9 +103,9 @@ def _nll(backend, adapter, samples):
     import torch
 
     losses = []
-    with torch.no_grad(), backend.using(adapter) as model:
+    with torch.no_grad(), backend.loras.using(adapter) as model:
         for sample in samples:
-            ids, labels = backend.encode(sample)
+            ids, labels = backend.loras.encode(sample)
             out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
             losses.append(out.loss.item())
     return losses

@@ -2,10 +2,10 @@
 
 One engine call serves several tasks, each with its own adapter version: vLLM's `LLM`
 with LoRA slots (`vllm.max_loras`, the most adapters one call may carry) and prefix
-caching. Adapters are created, trained, reset, exported and imported by the HF backend
-(`arc25.backends.hf`) on its own copy of the model in this process, so training is the
-project's own loop. Before a generate call uses an adapter whose version vLLM has not
-seen, that version is written in peft's format (adapter_config.json +
+caching. Adapters are created, trained, reset, exported and imported on a transformers +
+peft copy of the model in this process (`arc25.backends.peft_loras`, as the HF backend's),
+so training is the project's own loop (`arc25.backends.trainer`). Before a generate call
+uses an adapter whose version vLLM has not seen, that version is written in peft's format (adapter_config.json +
 adapter_model.safetensors) to a folder in RAM (/dev/shm) and handed to vLLM under a
 name and `lora_int_id` never used before: vLLM caches adapters (and prefix-cache blocks)
 by name and id, so a reused one would serve the old weights. The previous version's
@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 from arc25.backends.base import Completion, Completions, GenerationRequest, TrainSample, TrainStats
-from arc25.backends.hf import HFBackend, resolve_device, resolve_dtype
+from arc25.backends.peft_loras import PeftLoras, resolve_device, resolve_dtype
 from arc25.backends.vllm_compat import LoraHandle, start_engine
 from arc25.backends.vllm_driver import VLLMDriver
 from arc25.config import Config, LoraConfig, ModelConfig, TrainingConfig, VllmConfig
@@ -64,7 +64,7 @@ def write_peft_adapter(folder: Path, tensors: dict[str, torch.Tensor], config: d
 
 
 class VLLMBackend:
-    """Backend protocol on vLLM (sampling) + HFBackend (adapters and training), on a GPU or a CPU.
+    """Backend protocol on vLLM (sampling) + PeftLoras (adapters and training), on a GPU or a CPU.
 
     Also a `StreamingBackend`: `submit` / `step` keep one engine running across requests, and
     training (the HF copy, in this process) may run on another thread while vLLM decodes.
@@ -85,8 +85,7 @@ class VLLMBackend:
                                    gpu_memory_utilization=vllm_config.gpu_memory_utilization,
                                    kv_cache_gib=vllm_config.kv_cache_gib, enforce_eager=vllm_config.enforce_eager)
         engine_s = time.perf_counter() - start
-        self.trainer = HFBackend(model_config, lora_config, training_config, seed=seed,
-                                 max_batch_tokens=max_batch_tokens)
+        self.trainer = PeftLoras(model_config, lora_config, training_config, seed=seed)
         self.timings = self.trainer.timings  # one account: the trainer's create/train/reset and our generate
         self.timings.seconds["load"] += engine_s
         self.model_path = model_config.path
