@@ -46,7 +46,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from arc25.tiny_model import tiny_model_path
+    from arc25.devmodels.tiny_model import tiny_model_path
 
     # The test machines are small and shared: with intra-op threads the tiny model's many
     # small ops spend more time in OpenMP barriers than computing (5-10x slower under load).
@@ -56,13 +56,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The warmed tiny model (arc25.warm_model: trained to write DSL programs), built once per session
+    """The warmed tiny model (arc25.devmodels.warm_model: trained to write DSL programs), built once per session
     through `warm_model_path`, so `warm_model_dir.parent` is a cache dir `arc25 dry-run --cache-dir` finds
     it in. A few minutes of CPU: its own build pins its thread count (same weights everywhere).
     ARC25_TEST_CACHE=DIR reuses a cache dir across sessions (the model is rebuilt when its recipe version changes)."""
     import os
 
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     cache = os.environ.get("ARC25_TEST_CACHE") or tmp_path_factory.mktemp("warm-cache")
     return warm_model_path(cache, progress=False)

@@ -15,7 +15,7 @@ import pytest
 from arc25.augment import Augmentation
 from arc25.execution import Executor, execute_on_tasks
 from arc25.metrics import score_prediction
-from arc25.program_family import STEP_GENERATORS, expressing_programs, family_task, source_grids
+from arc25.devmodels.program_family import STEP_GENERATORS, expressing_programs, family_task, source_grids
 from arc25.prompts import PromptSpec, build_messages, extract_code, format_answer
 from arc25.tasks import load_tasks
 
