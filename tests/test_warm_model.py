@@ -8,6 +8,8 @@ real ARC task.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +57,37 @@ def test_the_family_expresses_a_real_task(arc_train):
     for program in found:
         assert np.array_equal(program.run(task.test_inputs[0]), task.test_outputs[0])
     assert expressing_programs(arc_train["007bbfb7"], include_test=True) == []  # a fractal: not in the family
+
+
+# A process that builds a model folder through build_once: the build marks its start and takes a while.
+BUILDER = """
+import sys, time
+from pathlib import Path
+from arc25.devmodels.tiny_model import build_once
+
+def build(folder):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(1.0)
+    (folder / "done.json").write_text("{}")
+
+print(build_once(Path(sys.argv[1]), build, lambda t: (t / "done.json").exists()))
+"""
+
+
+def test_concurrent_builders_build_a_model_once(tmp_path):
+    """Two processes (two test sessions, two xdist workers) ask for the same cached model at once: one
+    builds it, the other waits for it and gets the same complete folder, so the minutes of a warm
+    model build are paid once."""
+    target, log = tmp_path / "cache" / "model-v1", tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(target), str(log)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert outputs == [str(target)] * 2
+    assert log.read_text() == "built\n"
+    assert (target / "done.json").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model-v1", "model-v1.lock"]  # no stray folder
 
 
 # -- the warmed model ---------------------------------------------------------------------------
