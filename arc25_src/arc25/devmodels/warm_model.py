@@ -335,11 +335,20 @@ def make_warm_model(out_dir: str | Path, settings: WarmSettings = WarmSettings()
     return out_dir
 
 
+def warm_model_folder(cache_dir: str | Path, settings: WarmSettings = WarmSettings()) -> Path:
+    """Where `warm_model_path` keeps the model under `cache_dir` (named by recipe version and seed)."""
+    return Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}"
+
+
+def warm_model_built(folder: Path) -> bool:
+    return (folder / "warm_model.json").exists()
+
+
 def warm_model_path(cache_dir: str | Path, settings: WarmSettings = WarmSettings(), progress: bool = True) -> Path:
-    """The warmed tiny model under `cache_dir`, built on first use (atomically, like `tiny_model_path`)."""
-    return build_once(Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}",
-                      lambda folder: make_warm_model(folder, settings, progress),
-                      lambda t: (t / "warm_model.json").exists())
+    """The warmed tiny model under `cache_dir`, built on first use (atomically and once, like
+    `tiny_model_path`: a caller that finds another process building it waits for that build)."""
+    return build_once(warm_model_folder(cache_dir, settings), lambda folder: make_warm_model(folder, settings, progress),
+                      warm_model_built)
 
 
 # ---------------------------------------------------------------------------------------------
