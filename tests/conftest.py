@@ -1,4 +1,4 @@
-"""Session fixtures: the sandboxed executor, the tiny model folder and an HF backend on it.
+"""Session fixtures: the sandboxed executor, the tiny and warm model folders and an HF backend on the tiny one.
 
 torch is imported only by tests that ask for the model fixtures.
 
@@ -60,10 +60,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model_path(tmp_path_factory.mktemp("tiny-cache"))
 
 
-# The warmed tiny model takes minutes of CPU to build (single-threaded tests leave a core idle most of the
-# time): a session that will use it starts its build in a background process (niced) as soon as the tests
-# are collected, and runs the tests that use it last; `warm_model_dir` then waits for that build (its
-# lock: build_once) or, if it failed, builds in-process and shows why.
+# The warmed tiny model takes minutes of CPU to build (463-505 s on 2 cores), which the session used to
+# spend in the first test that asked for it, with nothing else running. The suite runs one test at a
+# time, most of them in one single-threaded process (torch is held to one thread above), so a session
+# that will use the model starts its build in a background process (niced: the tests come first) as soon
+# as the tests are collected, and runs the tests that use it last; `warm_model_dir` then waits for that
+# build (its lock: build_once) or, if it failed, builds in-process and shows why.
 WARM_FIXTURE = "warm_model_dir"
 # The background builder: niced (the tests come first); it ends with the session's process however that
 # ends (PR_SET_PDEATHSIG; the parent check closes the race of a parent gone before it), and a SIGTERM
