@@ -12,6 +12,9 @@
 #   notebook commit|rerun [ARGS]  kaggle_notebook.ipynb through nbclient against a /kaggle-like tree under
 #            $STAGE/nb-MODE (bench/gpu_notebook.py; needs .whl/nb and the nbclient set in .whl/extra), on every
 #            GPU, ending by the call's ~9.5 min (NB_CALL_S); ARGS: --fp8, --tasks N, --set K=V
+#   fp8ckpt [ARGS]  bench/gpu_fp8_checkpoint.py on GPU 0: the 8B shape quantized by `arc25 quantize-fp8`, loaded as
+#            an L4 would (load_in_fp8=False, vLLM's and unsloth's Triton block-FP8 kernels), then the measurement
+#            of `fp8` below (run `fp8 bf16` first in the same machine session for the parity reference)
 #   fp8 bf16|fp8|"bf16 fp8" [ARGS]  bench/gpu_unsloth_vllm.py on GPU 0, 22 GiB cap, K = 4: the longest ARC-AGI-2
 #            prompt's training steps, the workload (4 tasks x 64 predictions, 512-1024 new tokens, cut at
 #            WINDOW s, 150) and the parity against the bf16 run (run bf16 first; each process ~5 min)
@@ -101,6 +104,14 @@ notebook)
   python3 bench/gpu_notebook.py "$NB" --model "$MODEL" --eval .whl/nb --stage "$STAGE" --out "$OUT" \
     --end-by $(( START + ${NB_CALL_S:-570} )) "${@:3}" > "$OUT/notebook-$NB.log" 2>&1
   echo "notebook $NB: exit $?"; quiet < "$OUT/notebook-$NB.log" | grep -v -E "^(INFO|WARNING|\[rank)|Unsloth" | tail -45
+  ;;
+fp8ckpt)
+  mkdir -p "$OUT/fp8ckpt"
+  CUDA_VISIBLE_DEVICES=0 python3 bench/gpu_fp8_checkpoint.py --bf16-dir "$MODEL" --fp8-dir "$STAGE/llama8b-fp8" --as-l4 \
+    --out "$OUT/fp8ckpt" -- --cap-gib 22 --vllm-gib 17 --k 4 --fp8-kv --steps 2 --answer-tokens 1024 \
+    --max-num-batched-tokens 2048 --challenges .whl/nb/arc-agi_evaluation_challenges.json --generate-calls 0 \
+    --workload --workload-window-s ${WINDOW:-150} --parity "$STAGE/parity" "${@:2}" > "$OUT/fp8ckpt.log" 2>&1
+  echo "fp8ckpt: exit $?"; grep -E "^\||QUANTIZED|LOADED|Selected|Error|error|KV cache|Model loading took" "$OUT/fp8ckpt.log" | tail -70
   ;;
 fp8)  # with 2+ GPUs and both weights asked, the two processes run at once (fp8's parity waits for bf16's reference)
   W=(${2:-bf16}); N=$(echo "$GPUS" | tr , '\n' | wc -l); PAR=$([ ${#W[@]} -gt 1 ] && [ "$N" -gt 1 ] && echo 1)

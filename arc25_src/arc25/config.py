@@ -191,8 +191,9 @@ class UnslothConfig:
     # FP8 weights (unsloth's load_in_fp8: vLLM quantizes per channel at load, and the trainer trains the
     # LoRAs on the same FP8 weights): 8.46 GiB instead of 14.96 for the 8B (embeddings and head stay bf16;
     # vLLM reported 9.18 with 4 LoRA slots on an H200), the rest goes to the KV cache.
-    # unsloth 2026.10.9 quantizes on the fly only on compute capability >= 9.0 (H100); an L4 is 8.9
-    # (arc25.backends.unsloth.fp8_problem). Needs compressed-tensors 0.17.0 and loguru beside vLLM.
+    # unsloth 2026.10.9 quantizes on the fly only on compute capability >= 9.0 (H100); an L4 is 8.9: there,
+    # model.path = a copy made by `arc25 quantize-fp8`, loaded as is (arc25.fp8_checkpoint.fp8_load).
+    # Needs compressed-tensors 0.17.0 and loguru beside vLLM.
     load_in_fp8: bool = False
     max_num_seqs: int = 64  # sequences vLLM runs at once
     # vLLM's prefill chunk: bounds its activation reserve (0.51 GiB at 4096), which comes out of the KV

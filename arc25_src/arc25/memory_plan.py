@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arc25.config import Config
+from arc25.fp8_checkpoint import is_fp8_checkpoint
 
 GIB = 1024**3
 L4_USABLE_GIB = 22.3  # an L4's 24 GB (22.5 GiB) less what the driver keeps
@@ -101,8 +102,9 @@ def weight_bytes(shape: ModelShape, fp8: bool = False, four_bit: bool = False) -
 
 
 def fp8_weights(config: Config) -> bool:
-    """unsloth.load_in_fp8, on the engine that has it."""
-    return config.model.backend == "unsloth" and config.unsloth.load_in_fp8
+    """FP8 weights on the engine that has them: unsloth.load_in_fp8 (quantized at load), or model.path an FP8
+    checkpoint (`arc25 quantize-fp8`: loaded as is, on an L4 too; arc25.fp8_checkpoint)."""
+    return config.model.backend == "unsloth" and (config.unsloth.load_in_fp8 or is_fp8_checkpoint(config.model.path))
 
 
 @dataclass
@@ -240,16 +242,17 @@ def advise(config: Config, p: MemoryPlan, train_tokens: int, longest_prompt: int
             if not uc.fp8_kv_cache:
                 out.append("set unsloth.fp8_kv_cache=true (half the KV cache per token)")
             out.append(f"lower training.max_seq_len below {train_tokens} (longer samples are skipped)")
-            if not uc.load_in_4bit and not uc.load_in_fp8:
-                out.append("set unsloth.load_in_fp8=true (weights ~8.5 GiB instead of 15; GPUs of compute "
-                           "capability >= 9.0)")
+            if not uc.load_in_4bit and not fp8_weights(config):
+                out.append("FP8 weights (~8.5 GiB instead of 15): on an L4, model.path = a copy made by "
+                           "`arc25 quantize-fp8`; on compute capability >= 9.0, unsloth.load_in_fp8=true also does")
                 out.append("set unsloth.load_in_4bit=true (weights ~5.5 GiB instead of 15)")
         if p.kv_tokens < p.min_kv_tokens:
             out.append(f"raise unsloth.vllm_gib: the KV cache holds {p.kv_tokens} tokens, the longest prompt and "
                        f"answer need {p.min_kv_tokens}" + ("" if uc.fp8_kv_cache else "; or unsloth.fp8_kv_cache=true"))
-        if uc.load_in_fp8 and "L4" in p.card:  # compute capability 8.9 (arc25.backends.unsloth.fp8_problem)
-            out.append("unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0; "
-                       "an L4 is 8.9, so this plan loads on H100-class GPUs only")
+        if uc.load_in_fp8 and "L4" in p.card and not is_fp8_checkpoint(config.model.path):  # arc25.fp8_checkpoint
+            out.append("unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0 and an "
+                       "L4 is 8.9: make an FP8 copy (`arc25 quantize-fp8 --model M --out M-fp8`) and set "
+                       "model.path to it; this plan assumes that copy")
         if config.run.tasks_per_worker > 1 and p.kv_tokens < p.kv_needed_tokens // 2:
             out.append(f"the KV cache holds {p.kv_tokens} of the {p.kv_needed_tokens} tokens that "
                        f"{config.run.tasks_per_worker} tasks' epochs would use at once: vLLM queues the rest "

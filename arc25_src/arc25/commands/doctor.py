@@ -23,6 +23,7 @@ from pathlib import Path
 from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend, resolved
 from arc25.config import Config, add_config_arguments, config_from_args, config_from_dict
 from arc25.errors import UserError
+from arc25.fp8_checkpoint import is_fp8_checkpoint
 from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, fp8_weights, plan,
                                weight_bytes)
 from arc25.run import plan_devices
@@ -193,7 +194,9 @@ def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str,
 def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int, mean_prompt: float) -> str:
     """Decode tokens/s and predictions per task on the target card, bf16 and FP8 weights (unsloth)."""
     card, sc = t.spec, config.sampling
-    variants = [("bf16", False), ("FP8", True)] if config.model.backend == "unsloth" else [("bf16", False)]
+    variants = [("bf16", False)]
+    if config.model.backend == "unsloth":  # an FP8 checkpoint has no bf16 variant (arc25.fp8_checkpoint)
+        variants = [("FP8", True)] if is_fp8_checkpoint(config.model.path) else [("bf16", False), ("FP8", True)]
     lines = [f"PREDICTION for {card.name} ({card.bandwidth_gb_s:g} GB/s, {card.bf16_tflops:g} dense bf16 TFLOP/s, "
              f"{card.fp8_tflops:g} FP8), not a measurement; arc25.throughput:",
              f"  {FORMULA}",
@@ -222,6 +225,8 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
                               f"{decode_tokens_per_s(card, free):.0f} tok/s, "
                               f"{predictions_per_task(card, free, shape, mean_prompt, answer, sc.n_per_prompt):.0f} "
                               "predictions per task")
+    if config.model.backend == "unsloth":
+        lines.append(f"  FP8: {fp8_route(config.model.path, card)}")
     samples, mean_sample, longest_sample = (config.training.max_samples_per_epoch, mean_prompt + sc.max_tokens,
                                             longest + sc.max_tokens)
     lines += capped
@@ -231,6 +236,17 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
                  f"{learn_step_seconds(card, shape, samples * longest_sample):.0f} s per learn step at "
                  f"{card.name}'s bf16 compute peak")
     return "\n".join(lines)
+
+
+def fp8_route(model_path: str, card: Card) -> str:
+    """How the FP8 rows' weights come to be on `card`."""
+    if is_fp8_checkpoint(model_path):
+        return (f"model.path {model_path} is an FP8 checkpoint (arc25 quantize-fp8): loaded as is "
+                "(compute capability >= 8.9)")
+    if card == L4:
+        return ("on an L4 (compute capability 8.9) from a copy made by `arc25 quantize-fp8 --model M --out M-fp8` "
+                "(model.path=M-fp8); unsloth.load_in_fp8 quantizes at load only on >= 9.0")
+    return "unsloth.load_in_fp8=true (quantized at load, compute capability >= 9.0) or an `arc25 quantize-fp8` copy"
 
 
 def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, answer: float, fp8: bool,

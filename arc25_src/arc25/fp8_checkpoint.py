@@ -1,0 +1,242 @@
+"""A pre-quantized FP8 checkpoint: FP8 weights on an L4, where unsloth will not quantize at load.
+
+unsloth 2026.10.9 quantizes a bf16 checkpoint to FP8 at load (`load_in_fp8=True`) only on compute
+capability >= 9.0: `_get_fp8_mode_and_check_settings` (unsloth/models/loader_utils.py:4478-4510) raises
+"On the fly `load_in_fp8` requires H100 GPUs or after", and the fast_inference loader calls it whenever
+`load_in_fp8` is set (unsloth/models/llama.py:4233-4237). An L4 is 8.9. A checkpoint that is already
+FP8 takes another path, read from the sources of unsloth/unsloth_zoo 2026.10.9 and vLLM 0.26.0:
+
+- passed with `load_in_fp8=False`, the on-the-fly gate is never called (loader.py:1445-1475 and
+  llama.py:4233 both test `load_in_fp8 != False`); the checkpoint's own check,
+  `verify_fp8_support_if_applicable` (unsloth/models/_utils.py:9408-9432), accepts
+  `quant_method: "fp8"` (block) from compute capability 8.9 ("we allow L4") and refuses only
+  `fbgemm_fp8` (per-row) below 9.0;
+- vLLM reads `quantization_config` itself (unsloth_zoo vllm_utils.load_vllm passes quantization=None,
+  line 5015, and overrides it only when fp8_mode is set, 5104): `Fp8Config` (layers/quantization/fp8.py,
+  min capability 7.5) with a weight block picks its block kernel from `_POSSIBLE_FP8_BLOCK_KERNELS`
+  (kernels/linear/__init__.py:355-365): DeepGEMM and CUTLASS block FP8 need sm_90
+  (`cutlass_scaled_mm_supports_block_fp8`), FP8 Marlin refuses cc >= 89 (scaled_mm/marlin.py:46-53),
+  so an L4 runs `TritonFp8BlockScaledMMKernel`; vLLM's LoRA layers wrap any quant method
+  (lora/layers/base_linear.py:207);
+- unsloth_zoo shares vLLM's FP8 tensors with the trainer: `_get_vllm_state_dict` (vllm_utils.py:1354-1404)
+  takes `weight_scale_inv` untransposed on an L4 ("On H100 the scale is transposed vs HF (L4 isn't)";
+  vLLM 0.26 has no `maybe_post_process_fp8_weight_block`, so no transpose on either), and
+  `convert_vllm_to_huggingface` (~2104-2110, 2241-2254) rebuilds transformers' `FP8Linear` from
+  `activation_scheme` and `weight_block_size`;
+- unsloth trains LoRAs on `FP8Linear` (unsloth/kernels/fp8.py:1805-1883): forward quantizes the
+  activations per 128 and runs a Triton block-FP8 matmul (chosen for sm_89 by
+  `_prefer_triton_block_matmul_at`, ~986-998; Triton has fp8e4nv from sm_89, 1059-1065), backward
+  dequantizes the weight and runs a bf16 matmul: no H100-only kernel.
+
+So the format is the DeepSeek-style block FP8 that transformers calls FineGrainedFP8: every decoder
+linear weight as float8_e4m3fn with a float32 `weight_scale_inv` per 128 x 128 block (the dequantizing
+multiplier: W ~ W_fp8 * scale_inv), `quantization_config = {"quant_method": "fp8", "activation_scheme":
+"dynamic", "weight_block_size": [128, 128], ...}`; embeddings, norms and the LM head stay bf16. The scales
+are computed as transformers' own `Fp8Quantize` computes them (amax / 448 per block). Not the per-row
+(`fbgemm_fp8`) or compressed-tensors formats: the first is refused below 9.0 (above), the second would
+go through unsloth's compressed-tensors path, which nothing here has run.
+
+vLLM merges q/k/v and gate/up into one layer and needs each part but the last to be a multiple of the
+block (`validate_fp8_block_shape`, fp8_utils.py:1196-1245), and transformers' dequantizer derives the
+block from the scale grid (rows // grid rows): every quantized weight's dimensions must be multiples of
+128 here, which the 8B (4096, 1024, 14336) meets and the default tiny model (k/v 64 rows) does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arc25.errors import UserError
+
+BLOCK = (128, 128)
+FP8_MAX = 448.0  # float8_e4m3fn's largest finite value
+SCALE_SUFFIX = "_scale_inv"  # "<module>.weight" -> "<module>.weight_scale_inv"
+# The decoder's linear layers (Llama naming); everything else (embeddings, norms, lm_head) stays as it is
+LINEAR = re.compile(r"\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$")
+INDEX = "model.safetensors.index.json"
+FP8_MIN_CAPABILITY = (8, 9)  # FP8 matrix units (L4, Ada); below, unsloth and vLLM refuse or dequantize
+ON_THE_FLY_MIN_CAPABILITY = (9, 0)  # unsloth's _get_fp8_mode_and_check_settings: "requires H100 GPUs or after"
+
+
+def quantization_config() -> dict[str, Any]:
+    """config.json's `quantization_config`: transformers' FineGrainedFP8Config, vLLM's Fp8Config."""
+    return {"quant_method": "fp8", "activation_scheme": "dynamic", "fmt": "e4m3",
+            "weight_block_size": list(BLOCK), "modules_to_not_convert": ["lm_head"]}
+
+
+def is_fp8_checkpoint(model_path: str | Path) -> bool:
+    """Whether `model_path`/config.json declares block FP8 weights (as `arc25 quantize-fp8` writes them)."""
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    qc = config.get("quantization_config") if isinstance(config, dict) else None
+    return isinstance(qc, dict) and qc.get("quant_method") == "fp8" and bool(qc.get("weight_block_size"))
+
+
+# ---------------------------------------------------------------------------------------------
+# What the unsloth loader is asked for
+
+
+@dataclass(frozen=True)
+class Fp8Load:
+    """How unsloth loads the weights: `load_in_fp8` is what to pass to `from_pretrained`."""
+
+    fp8_weights: bool  # the weights vLLM holds are FP8
+    load_in_fp8: bool  # unsloth quantizes at load (False for a pre-quantized checkpoint: it loads as is)
+    problem: str | None = None  # why it cannot load on this GPU (one line), or None
+
+
+def fp8_load(model_path: str | Path, load_in_fp8: bool, load_in_4bit: bool,
+             capability: tuple[int, int]) -> Fp8Load:
+    """FP8 weights from a pre-quantized checkpoint (compute capability >= 8.9: an L4) or quantized by unsloth
+    at load (`unsloth.load_in_fp8` on a bf16 checkpoint: >= 9.0), or none."""
+    major, minor = capability
+    if is_fp8_checkpoint(model_path):
+        if load_in_4bit:
+            return Fp8Load(True, False, f"{model_path} holds FP8 weights (arc25 quantize-fp8): set "
+                                        "unsloth.load_in_4bit=false, or point model.path at the bf16 model")
+        if tuple(capability) < FP8_MIN_CAPABILITY:
+            return Fp8Load(True, False, f"{model_path} holds FP8 weights, which need compute capability >= 8.9 "
+                                        f"(an L4); this GPU is {major}.{minor}: use the bf16 model")
+        return Fp8Load(True, False)
+    if not load_in_fp8:
+        return Fp8Load(False, False)
+    if load_in_4bit:
+        return Fp8Load(True, True, "unsloth.load_in_fp8 and unsloth.load_in_4bit exclude each other: "
+                                   "set one of them to false")
+    if tuple(capability) < ON_THE_FLY_MIN_CAPABILITY:
+        return Fp8Load(True, True, f"unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability "
+                                   f">= 9.0 (H100); this GPU is {major}.{minor}: make an FP8 checkpoint with "
+                                   f"`arc25 quantize-fp8 --model {model_path} --out DIR` and set model.path=DIR")
+    return Fp8Load(True, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantizing
+
+
+def quantize_weight(weight: Any, block: tuple[int, int] = BLOCK) -> tuple[Any, Any]:
+    """(float8_e4m3fn weight, float32 weight_scale_inv of shape (rows / block, cols / block)), as
+    transformers' Fp8Quantize makes them: per block, scale = 448 / amax, q = clamp(w * scale), inv = 1 / scale
+    (an all-zero block keeps scale 1)."""
+    import torch
+
+    rows, cols = weight.shape
+    br, bc = block
+    tiles = weight.to(torch.float32).reshape(rows // br, br, cols // bc, bc)
+    amax = tiles.abs().amax(dim=(1, 3))
+    scale = torch.where(amax > 0, FP8_MAX / amax.clamp(min=torch.finfo(torch.float32).tiny), torch.ones_like(amax))
+    q = (tiles * scale[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return q.reshape(rows, cols), (1.0 / scale).to(torch.float32)
+
+
+def dequantize_weight(q: Any, scale_inv: Any, dtype: Any = None) -> Any:
+    """The weight a quantized one stands for: each block times its scale_inv."""
+    import torch
+
+    rows, cols = q.shape
+    gr, gc = scale_inv.shape
+    tiles = q.to(torch.float32).reshape(gr, rows // gr, gc, cols // gc) * scale_inv[:, None, :, None]
+    return tiles.reshape(rows, cols).to(dtype or torch.float32)
+
+
+def _shards(src: Path) -> list[str]:
+    """The safetensors files the model is made of: its index's, else the single files present."""
+    index = src / INDEX
+    if index.is_file():
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    names = sorted(p.name for p in src.glob("*.safetensors"))
+    if not names:
+        raise UserError(f"{src}: no *.safetensors weights (arc25 quantize-fp8 reads safetensors only)")
+    return names
+
+
+def _shape_problem(name: str, shape: tuple[int, ...], block: tuple[int, int]) -> str | None:
+    if len(shape) != 2 or shape[0] % block[0] or shape[1] % block[1]:
+        return (f"{name}: shape {tuple(shape)} is not a multiple of the {block[0]} x {block[1]} FP8 block (vLLM needs "
+                "fused q/k/v and gate/up parts in whole blocks)")
+    return None
+
+
+@dataclass
+class QuantizeSummary:
+    out: Path
+    quantized: int  # weights made FP8
+    kept: int  # tensors left as they were
+    bytes_in: int
+    bytes_out: int
+
+    def describe(self) -> str:
+        return (f"{self.out}: {self.quantized} linear weights in FP8 (block {BLOCK[0]}x{BLOCK[1]}), {self.kept} "
+                f"tensors kept (embeddings, norms, lm_head); weights {self.bytes_in / 1024**3:.2f} -> "
+                f"{self.bytes_out / 1024**3:.2f} GiB")
+
+
+def quantize_checkpoint(src: str | Path, out: str | Path, block: tuple[int, int] = BLOCK) -> QuantizeSummary:
+    """Write `out`: `src` with every decoder linear weight in block FP8, the rest (tokenizer, other files) as it
+    was, config.json with `quantization_config`. `src` gets the checks `arc25 run` makes on a model folder, and
+    so does the result. Written in a sibling folder renamed into place: `out` appears complete or not at all."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from arc25.run import check_model_folder
+
+    src, out = Path(src), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty folder; choose a new one")
+    check_model_folder(src, "hf")
+    config = json.loads((src / "config.json").read_text())
+    if config.get("quantization_config"):
+        raise UserError(f"{src}/config.json: already quantized ({config['quantization_config'].get('quant_method')}); "
+                        "arc25 quantize-fp8 reads a bf16 model")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        summary = QuantizeSummary(out, 0, 0, 0, 0)
+        weight_map: dict[str, str] = {}
+        for shard in _shards(src):
+            tensors = {}
+            with safe_open(str(src / shard), framework="pt") as f:
+                for name in f.keys():
+                    tensor = f.get_tensor(name)
+                    summary.bytes_in += tensor.numel() * tensor.element_size()
+                    if LINEAR.search(name):
+                        problem = _shape_problem(name, tuple(tensor.shape), block)
+                        if problem:
+                            raise UserError(f"{src / shard}: {problem}")
+                        q, scale_inv = quantize_weight(tensor, block)
+                        tensors[name], tensors[name + SCALE_SUFFIX] = q, scale_inv
+                        summary.quantized += 1
+                    else:
+                        tensors[name] = tensor
+                        summary.kept += 1
+            save_file(tensors, str(tmp / shard), metadata={"format": "pt"})
+            summary.bytes_out += sum(t.numel() * t.element_size() for t in tensors.values())
+            weight_map.update({name: shard for name in tensors})
+        if not summary.quantized:
+            raise UserError(f"{src}: no decoder linear weights (model.layers.N.self_attn/mlp.*_proj.weight) to "
+                            "quantize")
+        if (src / INDEX).is_file():
+            (tmp / INDEX).write_text(json.dumps({"metadata": {"total_size": summary.bytes_out},
+                                                 "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+        for p in sorted(src.iterdir()):  # tokenizer, chat template, generation config...; sub-folders left out
+            if p.is_file() and p.name not in ("config.json", INDEX) and not p.name.endswith(".safetensors"):
+                shutil.copy2(p, tmp / p.name)
+        config["quantization_config"] = quantization_config()
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        check_model_folder(tmp, "hf")
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary.out = out
+    return summary
