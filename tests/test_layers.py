@@ -28,7 +28,8 @@ SRC = Path(arc25.__file__).resolve().parent.parent  # arc25_src
 LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     # the command line and what only commands use: may import anything, the dev models included
     "commands": (("arc25.__main__", "arc25.cli", "arc25.commands", "arc25.commands.*", "arc25.kaggle",
-                  "arc25.kaggle.*", "arc25.report", "arc25.evaluation", "arc25.memory_plan", "arc25.throughput"),
+                  "arc25.kaggle.*", "arc25.report", "arc25.evaluation", "arc25.memory_plan", "arc25.throughput",
+                  "arc25.fp8_checkpoint"),
                  frozenset({"devmodels", "run", "scheduler", "solver", "engine", "interface", "executor", "child",
                             "core"})),
     # generated and CPU-trained models for tests, benches and the CPU dry run: never on the Kaggle path
