@@ -95,8 +95,14 @@ def test_concurrent_builders_build_a_model_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def warm_backend(warm_model_dir):
+    import torch
+
     from arc25.backends.hf import HFBackend
     from arc25.config import LoraConfig, ModelConfig, TrainingConfig
+
+    # one intra-op thread, as `tiny_model_dir` sets for the whole session: run alone, this file otherwise
+    # spins OpenMP threads on a loaded machine (10+ min of CPU for its two model tests, killed unfinished)
+    torch.set_num_threads(1)
 
     backend = HFBackend(ModelConfig(path=str(warm_model_dir)), LoraConfig(),
                         TrainingConfig(learning_rate=1e-3, warmup_steps=2, gradient_checkpointing=True), seed=0)
