@@ -66,7 +66,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def model_path(args: argparse.Namespace) -> Path:
-    from arc25.tiny_model import make_tiny_model, tiny_model_path
+    from arc25.devmodels.tiny_model import make_tiny_model, tiny_model_path
 
     if args.model:
         return Path(args.model)

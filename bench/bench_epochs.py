@@ -42,7 +42,7 @@ from arc25.scheduler import EngineLog, adapter_slots
 from arc25.search_and_learn import solve_tasks
 from arc25.task_result import TIME_PHASES
 from arc25.tasks import load_tasks
-from arc25.tiny_model import tiny_model_path
+from arc25.devmodels.tiny_model import tiny_model_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TASKS = ["3c9b0459", "6150a2bd", "67a3c6ac", "68b16354"]  # small training tasks: CPU prompts stay short

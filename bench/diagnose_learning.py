@@ -19,7 +19,7 @@ plus each epoch's train-pass count and best fraction of correct train grids. A
 table per task, then the means over tasks. One process, the given torch threads.
 
 With --reader N (a reader model: `arc25 make-tiny-model --reader`), the tasks are the
-reader's held-out tasks (`arc25.reader_model.heldout_tasks`: N per stratum of 1, 2 and 3
+reader's held-out tasks (`arc25.devmodels.reader_model.heldout_tasks`: N per stratum of 1, 2 and 3
 held-out steps, then the real ARC-AGI-1 tasks the family expresses), the right program a
 synthetic task's own, and the decoys reader programs; the check also prints, per stratum,
 the fraction of tasks whose right programs are likelier on the true prompt than on the
@@ -76,7 +76,7 @@ def reads_outputs(task, backend, rng, max_right: int = 4, right_programs=None, d
     `right_programs`: the task's right programs (default: the family programs that solve it);
     `decoy(task, rng)`: the decoy task and program (default `program_family.decoy_task`)."""
     from arc25.backends.base import TrainSample
-    from arc25.program_family import decoy_task, expressing_programs
+    from arc25.devmodels.program_family import decoy_task, expressing_programs
     from arc25.prompts import build_messages, format_answer
 
     decoy, program = (decoy or decoy_task)(task, rng)
@@ -92,7 +92,7 @@ def reads_outputs(task, backend, rng, max_right: int = 4, right_programs=None, d
 def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[dict]:
     """One row per epoch: the solver's numbers and the likelihood shifts after its learn step."""
     from arc25.backends.base import TrainSample
-    from arc25.program_family import expressing_programs
+    from arc25.devmodels.program_family import expressing_programs
     from arc25.prompts import build_messages, format_answer
     from arc25.search_and_learn import TaskSolver
 
@@ -180,12 +180,12 @@ def main() -> None:
     from arc25.commands.dry_run import WARM_SETTINGS, default_cache_dir
     from arc25.config import load_config
     from arc25.execution import Executor
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     torch.set_num_threads(args.threads)
     heldout = None
     if args.reader:
-        from arc25.reader_model import heldout_tasks, model_real_heldout
+        from arc25.devmodels.reader_model import heldout_tasks, model_real_heldout
 
         heldout = heldout_tasks(args.reader, real=None if args.no_real else model_real_heldout(args.model))
         tasks = [h.task for h in heldout]
@@ -211,7 +211,7 @@ def main() -> None:
     reads = []
     for i, task in enumerate(tasks):
         if heldout is not None:
-            from arc25.reader_model import reader_decoy
+            from arc25.devmodels.reader_model import reader_decoy
 
             program = heldout[i].program
             r = reads_outputs(task, backend, rng, right_programs=[program] if program else None, decoy=reader_decoy)

@@ -56,7 +56,7 @@ def make_8b(out_dir: Path, seed: int = 0) -> Path:
     from safetensors.torch import save_file
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from arc25.tiny_model import EOS_IDS, VOCAB_SIZE, _save_tokenizer, build_tokenizer
+    from arc25.devmodels.tiny_model import EOS_IDS, VOCAB_SIZE, _save_tokenizer, build_tokenizer
 
     if (out_dir / "model.safetensors.index.json").exists():
         return out_dir

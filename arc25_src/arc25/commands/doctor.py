@@ -98,7 +98,7 @@ def load_tokenizer(model_path: str):
         return AutoTokenizer.from_pretrained(path), str(path)
     from transformers import PreTrainedTokenizerFast
 
-    from arc25.tiny_model import BOS, CHAT_TEMPLATE, EOT, build_tokenizer
+    from arc25.devmodels.tiny_model import BOS, CHAT_TEMPLATE, EOT, build_tokenizer
 
     tok = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer(0), bos_token=BOS, eos_token=EOT, pad_token=EOT)
     tok.chat_template = CHAT_TEMPLATE

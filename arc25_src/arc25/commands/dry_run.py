@@ -118,11 +118,11 @@ def model_path(args: argparse.Namespace) -> str:
         return args.model
     cache = writable_dir(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), "the model cache")
     if args.random_model:
-        from arc25.tiny_model import tiny_model_path  # lazy: torch and transformers
+        from arc25.devmodels.tiny_model import tiny_model_path  # lazy: torch and transformers
 
         print(f"random tiny model: {cache} (built on first use)", flush=True)
         return str(tiny_model_path(cache))
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     print(f"warmed tiny model: {cache} (built on first use: a few minutes of CPU training)", flush=True)
     return str(warm_model_path(cache, progress=not args.no_progress))

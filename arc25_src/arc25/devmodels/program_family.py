@@ -6,14 +6,14 @@ flips, transpose), colour maps (replace, swap, keep one colour, recolour), crops
 by size, gravity, and lines/outlines/hole filling. A step is a template with a few
 slots (function, colours, numbers); its code, concept and description sentence are
 fixed by the slots, so the whole program text is a function of the steps. That is
-what makes the family learnable by a tiny model in minutes (see `arc25.warm_model`):
+what makes the family learnable by a tiny model in minutes (see `arc25.devmodels.warm_model`):
 the text is a template and only the slots vary.
 
 A family *task* is made by running a program on real ARC input grids (windows of the
 inputs of one ARC task) and showing the pairs like a BARC training prompt: three
 examples and one test input. The program's text is then that task's answer.
 
-*Reader tasks* (the end of this module, for `arc25.reader_model`) draw from the same steps
+*Reader tasks* (the end of this module, for `arc25.devmodels.reader_model`) draw from the same steps
 plus counting steps, one to three steps of different categories, and split programs by a
 hash rule (`held_out`): a held-out program never appears in the reader's training data,
 so reading it on a held-out task means reading its parameters from the train outputs. The
@@ -364,7 +364,7 @@ def expressing_programs(task: Task, two_steps: bool = True, include_test: bool =
 
 
 # ---------------------------------------------------------------------------------------------
-# Reader tasks: the program is read from the train outputs (arc25.reader_model)
+# Reader tasks: the program is read from the train outputs (arc25.devmodels.reader_model)
 
 
 def counts(a: Sequence[int], b: Sequence[int]) -> list[Step]:
