@@ -66,7 +66,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def model_path(args: argparse.Namespace) -> Path:
-    from arc25.tiny_model import make_tiny_model, tiny_model_path
+    from arc25.devmodels.tiny_model import make_tiny_model, tiny_model_path
 
     if args.model:
         return Path(args.model)
@@ -99,7 +99,7 @@ def pick_task(tasks: dict, args: argparse.Namespace, backend):
     by_size = sorted(tasks.values(), key=lambda t: (t.n_cells, t.task_id))
     if not args.prompt_tokens:
         return by_size[len(by_size) // 2]
-    lengths = {t.task_id: len(backend.prompt_ids(build_messages(t))) for t in by_size}
+    lengths = {t.task_id: len(backend.loras.prompt_ids(build_messages(t))) for t in by_size}
     fitting = [t for t in by_size if lengths[t.task_id] <= args.prompt_tokens] or by_size[:1]
     return max(fitting, key=lambda t: lengths[t.task_id])
 
@@ -131,7 +131,7 @@ def main() -> int:
         before = dict(backend.timings.seconds)
         backend.reset_adapter("bench")
         stats = backend.train("bench", samples)
-        if backend.device.type == "cuda":
+        if backend.loras.device.type == "cuda":
             torch.cuda.synchronize()
         d = {k: backend.timings.seconds[k] - before.get(k, 0.0) for k in ("reset", "train_prep", "train_setup", "train")}
         steps = d["train"] - d["train_prep"] - d["train_setup"]
@@ -139,7 +139,7 @@ def main() -> int:
         if epoch > 0:  # epoch 0 pays one-off warm-up (allocator, autograd, kernels)
             tokens, steps_s, n_steps = tokens + stats.tokens, steps_s + steps, n_steps + stats.steps
 
-    train_peak = torch.cuda.max_memory_allocated() if backend.device.type == "cuda" else 0
+    train_peak = torch.cuda.max_memory_allocated() if backend.loras.device.type == "cuda" else 0
     prompts = [s.messages for s in epoch_samples(task, -1, args.gen_prompts, rng)]
     params = SamplingParams(n=args.gen_n, temperature=1.0, top_p=0.95, max_tokens=args.gen_tokens, seed=0)
     backend.generate([GenerationRequest(prompts[:1], SamplingParams(n=1, max_tokens=2))])  # warm-up
@@ -148,9 +148,9 @@ def main() -> int:
     gen_s = time.perf_counter() - t0
     gen_tokens = sum(c.completion_tokens for cs in out for c in cs)
 
-    prompt_len = len(backend.prompt_ids(samples[0].messages))
-    answer_len = len(backend.tokenizer(samples[0].answer, add_special_tokens=False)["input_ids"]) + 1
-    print(f"model {path.name} on {backend.device} ({backend.dtype}), torch threads {torch.get_num_threads()}, "
+    prompt_len = len(backend.loras.prompt_ids(samples[0].messages))
+    answer_len = len(backend.loras.tokenizer(samples[0].answer, add_special_tokens=False)["input_ids"]) + 1
+    print(f"model {path.name} on {backend.loras.device} ({backend.loras.dtype}), torch threads {torch.get_num_threads()}, "
           f"task {task.task_id}: prompt ~{prompt_len} tokens, answer {answer_len} tokens, "
           f"{args.samples} samples/epoch, {args.epochs} epochs, create_adapter {create_s * 1000:.1f} ms")
     print()
@@ -169,7 +169,7 @@ def main() -> int:
               f"{tokens / n_steps:.0f} tokens/step)")
     print(f"generation {gen_tokens / gen_s:10.0f} tokens/s  ({len(prompts)} prompts x n={args.gen_n}, "
           f"{args.gen_tokens} new tokens max, {gen_s:.2f} s)")
-    if backend.device.type == "cuda":
+    if backend.loras.device.type == "cuda":
         print(f"peak GPU memory: {train_peak / 2**30:.1f} GiB after training, "
               f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB after generation")
     overhead = statistics.fmean(sum(r[:3]) for r in rows[1:] or rows)

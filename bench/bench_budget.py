@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from arc25.rundir import task_dir_name
-from arc25.tiny_model import tiny_model_path
+from arc25.devmodels.tiny_model import tiny_model_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHALLENGES = DATA / "arc-prize-2025" / "arc-agi_evaluation_challenges.json"

@@ -43,7 +43,7 @@ from arc25.slots import adapter_slots
 from arc25.solve import solve_tasks
 from arc25.task_result import TIME_PHASES
 from arc25.tasks import load_tasks
-from arc25.tiny_model import tiny_model_path
+from arc25.devmodels.tiny_model import tiny_model_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TASKS = ["3c9b0459", "6150a2bd", "67a3c6ac", "68b16354"]  # small training tasks: CPU prompts stay short
@@ -181,7 +181,9 @@ def main() -> None:
     all_tasks = load_tasks(args.challenges)
     backend = PlantedBackend(load_backend(bench_config(args, 1)))
     if args.median_tasks:
-        args.tasks = median_tasks(all_tasks, backend.tokenizer, args.median_tasks)
+        from transformers import AutoTokenizer  # the model's own: any backend
+
+        args.tasks = median_tasks(all_tasks, AutoTokenizer.from_pretrained(args.model), args.median_tasks)
     tasks = [all_tasks[t] for t in args.tasks]
     print(f"tasks: {' '.join(args.tasks)}", flush=True)
     rows = []

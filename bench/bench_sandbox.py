@@ -16,7 +16,7 @@ import struct
 import sys
 import time
 
-from arc25.execution import _preload
+from arc25.exec_worker import preload
 from arc25.metrics import format_table
 from arc25.sandbox import ALL_LAYERS, Layer, Sandbox
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of them is shown")
     args = parser.parse_args(argv)
-    _preload()  # the worker's memory, so fork costs what it costs there
+    preload()  # the worker's memory, so fork costs what it costs there
     sandboxes = {name: Sandbox(layers) for name, layers in SETS.items()}
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.rounds):  # interleaved: load from other processes hits every set alike

@@ -19,7 +19,7 @@ plus each epoch's train-pass count and best fraction of correct train grids. A
 table per task, then the means over tasks. One process, the given torch threads.
 
 With --reader N (a reader model: `arc25 make-tiny-model --reader`), the tasks are the
-reader's held-out tasks (`arc25.reader_model.heldout_tasks`: N per stratum of 1, 2 and 3
+reader's held-out tasks (`arc25.devmodels.reader_model.heldout_tasks`: N per stratum of 1, 2 and 3
 held-out steps, then the real ARC-AGI-1 tasks the family expresses), the right program a
 synthetic task's own, and the decoys reader programs; the check also prints, per stratum,
 the fraction of tasks whose right programs are likelier on the true prompt than on the
@@ -38,6 +38,7 @@ it about the task's own outputs.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -60,9 +61,9 @@ def nll(backend, adapter: str | None, samples) -> float:
     import torch
 
     losses = []
-    with torch.no_grad(), backend.using(adapter) as model:
+    with torch.no_grad(), backend.loras.using(adapter) as model:
         for sample in samples:
-            ids, labels = backend.encode(sample)
+            ids, labels = backend.loras.encode(sample)
             device = next(model.parameters()).device
             losses.append(model(input_ids=torch.tensor([ids], device=device),
                                 labels=torch.tensor([labels], device=device)).loss.item())
@@ -75,7 +76,7 @@ def reads_outputs(task, backend, rng, max_right: int = 4, right_programs=None, d
     `right_programs`: the task's right programs (default: the family programs that solve it);
     `decoy(task, rng)`: the decoy task and program (default `program_family.decoy_task`)."""
     from arc25.backends.base import TrainSample
-    from arc25.program_family import decoy_task, expressing_programs
+    from arc25.devmodels.program_family import decoy_task, expressing_programs
     from arc25.prompts import build_messages, format_answer
 
     decoy, program = (decoy or decoy_task)(task, rng)
@@ -91,7 +92,7 @@ def reads_outputs(task, backend, rng, max_right: int = 4, right_programs=None, d
 def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[dict]:
     """One row per epoch: the solver's numbers and the likelihood shifts after its learn step."""
     from arc25.backends.base import TrainSample
-    from arc25.program_family import expressing_programs
+    from arc25.devmodels.program_family import expressing_programs
     from arc25.prompts import build_messages, format_answer
     from arc25.search_and_learn import TaskSolver
 
@@ -124,21 +125,30 @@ def diagnose_task(task, backend, executor, config, max_right: int = 4) -> list[d
     return rows
 
 
-def reading_summary(reads: list[dict]) -> str:
+def reading_rows(reads: list[dict]) -> list[dict]:
     """Per stratum and in all: tasks whose right programs are likelier on the true prompt than on the
     decoy prompt, and the margin (right on decoy minus right on true, nats per answer token)."""
-    lines = ["| tasks | n | reads (right likelier on true) | margin mean | margin median |", "|---|---|---|---|---|"]
     groups: dict[str, list[dict]] = {}
     for r in reads:
         if r["right_true"] == r["right_true"]:  # not NaN: the task has a right program
             groups.setdefault(r.get("stratum", "all"), []).append(r)
     if len(groups) > 1:
         groups["all"] = [r for rs in list(groups.values()) for r in rs]
+    rows = []
     for name, rs in groups.items():
         margins = [r["right_decoy"] - r["right_true"] for r in rs]
-        lines.append(f"| {name} | {len(rs)} | {sum(m > 0 for m in margins)}/{len(rs)} "
-                     f"({sum(m > 0 for m in margins) / len(rs):.0%}) | {statistics.mean(margins):+.4f} | "
-                     f"{statistics.median(margins):+.4f} |")
+        rows.append({"tasks": name, "n": len(rs), "reads": sum(m > 0 for m in margins),
+                     "fraction": sum(m > 0 for m in margins) / len(rs), "margin_mean": statistics.mean(margins),
+                     "margin_median": statistics.median(margins)})
+    return rows
+
+
+def reading_summary(reads: list[dict]) -> str:
+    """`reading_rows` as a table."""
+    lines = ["| tasks | n | reads (right likelier on true) | margin mean | margin median |", "|---|---|---|---|---|"]
+    for r in reading_rows(reads):
+        lines.append(f"| {r['tasks']} | {r['n']} | {r['reads']}/{r['n']} ({r['fraction']:.0%}) | "
+                     f"{r['margin_mean']:+.4f} | {r['margin_median']:+.4f} |")
     return "\n".join(lines)
 
 
@@ -161,6 +171,7 @@ def main() -> None:
                         help="the reader's held-out tasks, N per stratum (with --model: a reader folder)")
     parser.add_argument("--no-real", action="store_true", help="with --reader: synthetic held-out tasks only")
     parser.add_argument("--device", default="cpu", help="the HF backend's device (cpu, cuda)")
+    parser.add_argument("--json", help="write the reading check here (per task, and the summary per stratum)")
     args = parser.parse_args()
 
     import torch
@@ -169,12 +180,12 @@ def main() -> None:
     from arc25.commands.dry_run import WARM_SETTINGS, default_cache_dir
     from arc25.config import load_config
     from arc25.execution import Executor
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     torch.set_num_threads(args.threads)
     heldout = None
     if args.reader:
-        from arc25.reader_model import heldout_tasks, model_real_heldout
+        from arc25.devmodels.reader_model import heldout_tasks, model_real_heldout
 
         heldout = heldout_tasks(args.reader, real=None if args.no_real else model_real_heldout(args.model))
         tasks = [h.task for h in heldout]
@@ -200,7 +211,7 @@ def main() -> None:
     reads = []
     for i, task in enumerate(tasks):
         if heldout is not None:
-            from arc25.reader_model import reader_decoy
+            from arc25.devmodels.reader_model import reader_decoy
 
             program = heldout[i].program
             r = reads_outputs(task, backend, rng, right_programs=[program] if program else None, decoy=reader_decoy)
@@ -212,6 +223,11 @@ def main() -> None:
               f"{r['decoy_true']:.3f} | {r['decoy']} |", flush=True)
     print()
     print(reading_summary(reads))
+    if args.json:
+        from arc25.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"model": model_dir, "seed": args.seed, "reads": reads,
+                                                 "summary": reading_rows(reads)}, indent=1) + "\n")
     if args.reads_only:
         return
     print()

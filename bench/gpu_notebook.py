@@ -329,7 +329,7 @@ def main() -> int:
     from arc25.config import Config
 
     if args.cpu_smoke:
-        from arc25.tiny_model import tiny_model_path
+        from arc25.devmodels.tiny_model import tiny_model_path
 
         model, run_args = args.model or tiny_model_path(args.stage / "tiny-cache"), list(TINY_RUN_ARGS)
     else:

@@ -34,7 +34,6 @@ from bench_epochs import PLANTED, median_tasks  # noqa: E402
 
 from arc25.backends import load_backend  # noqa: E402
 from arc25.backends.base import TrainSample  # noqa: E402
-from arc25.backends.unsloth import _vllm_lora_request  # noqa: E402
 from arc25.config import load_config  # noqa: E402
 from arc25.prompts import PromptSpec, build_messages  # noqa: E402
 from arc25.tasks import load_tasks  # noqa: E402
@@ -107,7 +106,9 @@ def main() -> None:
 
     def add(task: int, n: int) -> str:
         rid = f"b{next(seed)}"
-        lora = _vllm_lora_request(backend.handover(gen[task]))
+        from arc25.backends.vllm_compat import lora_request
+
+        lora = lora_request(backend.driver.lora(gen[task]))
         engine.add_request(rid, {"prompt_token_ids": backend.prompt_ids(prompts[task])}, params(n), lora_request=lora)
         return rid
 

@@ -56,7 +56,7 @@ def make_8b(out_dir: Path, seed: int = 0) -> Path:
     from safetensors.torch import save_file
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from arc25.tiny_model import EOS_IDS, VOCAB_SIZE, _save_tokenizer, build_tokenizer
+    from arc25.devmodels.tiny_model import EOS_IDS, VOCAB_SIZE, _save_tokenizer, build_tokenizer
 
     if (out_dir / "model.safetensors.index.json").exists():
         return out_dir
@@ -365,7 +365,7 @@ def answer_logprobs(backend, sample, adapter: str, positions: int):
     import torch
     import torch.nn.functional as F
 
-    from arc25.backends.hf import collate
+    from arc25.backends.trainer import collate
 
     backend._activate(adapter)
     batch = collate([backend.encode(sample)], backend.pad_id, backend.device)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from arc25.cli import main
-from arc25.run import check_model
 from arc25.config import Config
 from arc25.errors import UserError
+from arc25.model_check import check_model
 from helpers import REPO, TRAIN_2025, TRAIN_2025_SOLUTIONS, run_cli
 
 TASK_IDS = ["3c9b0459", "00576224"]

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from arc25.augment import Augmentation
-from arc25.execution import DSL_PATH, TaskExecution, execute_on_tasks
+from arc25.exec_worker import DSL_PATH
+from arc25.execution import TaskExecution, execute_on_tasks
 from arc25.tasks import Task, load_tasks
 from helpers import EVAL_2024, EVAL_2024_SOLUTIONS, EVAL_2025, EVAL_2025_SOLUTIONS, TRAIN_2025, TRAIN_2025_SOLUTIONS
 

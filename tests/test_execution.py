@@ -197,6 +197,21 @@ def test_rogue_program_cannot_change_the_next(executor):
         assert r.outputs[0].tolist() == [[3]]  # ...nobody else did
 
 
+PARENT_MODULES = """import sys
+
+def transform(input_grid):
+    loaded = set(sys.modules)
+    parent = {"arc25.execution", "arc25.tasks", "arc25.augment", "arc25.run", "arc25.workers", "arc25.config"}
+    return [[len(parent & loaded), int("arc25.exec_child" in loaded)]]
+"""
+
+
+def test_a_program_inherits_the_worker_side_only(executor):
+    """The worker imports the executor's own modules, not the parent's: a program finds its child's code in
+    memory (arc25.exec_child), and no module of the parent's (the pool, task files, the run)."""
+    assert run_one(executor, PARENT_MODULES).outputs[0].tolist() == [[0, 1]]
+
+
 def test_input_is_a_fresh_int64_copy(executor):
     code = "def transform(g):\n    assert g.dtype == np.int64 and g.ndim == 2\n    g[0, 0] = 9\n    return g\nimport numpy as np\n"
     grid = np.array([[1, 2]], dtype=np.int8)

@@ -33,7 +33,7 @@ def bf16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     8B is."""
     from transformers import AutoModelForCausalLM
 
-    from arc25.tiny_model import make_tiny_model
+    from arc25.devmodels.tiny_model import make_tiny_model
 
     torch.set_num_threads(1)
     folder = make_tiny_model(tmp_path_factory.mktemp("bf16") / "tiny128", hidden=128, heads=2, kv_heads=2,

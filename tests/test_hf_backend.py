@@ -13,7 +13,8 @@ import torch
 
 from arc25.backends import load_backend
 from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample, generate_texts
-from arc25.backends.hf import IGNORE, HFBackend, _Row, collate
+from arc25.backends.hf import HFBackend, _Row
+from arc25.backends.trainer import IGNORE, collate
 from arc25.cli import build_parser
 from arc25.config import Config
 from arc25.errors import UserError
@@ -47,15 +48,15 @@ def short_messages(text: str) -> list[dict[str, str]]:
 
 
 def logits(backend: HFBackend, ids: list[int], adapter: str | None) -> torch.Tensor:
-    with backend.using(adapter) as model, torch.no_grad():
-        return model(input_ids=torch.tensor([ids], device=backend.device)).logits
+    with backend.loras.using(adapter) as model, torch.no_grad():
+        return model(input_ids=torch.tensor([ids], device=backend.loras.device)).logits
 
 
 # --- the tiny model ------------------------------------------------------------------------------
 
 
 def test_tiny_chat_prompt_matches_spec_byte_for_byte(hf_backend):
-    tok = hf_backend.tokenizer
+    tok = hf_backend.loras.tokenizer
     messages = build_messages(SPEC_TASK)
     assert render_chat(tok, messages) == SPEC_CHAT
     ids = tokenize_prompt(tok, messages)
@@ -66,7 +67,7 @@ def test_tiny_chat_prompt_matches_spec_byte_for_byte(hf_backend):
 
 
 def test_tiny_special_tokens_pad_and_eos(hf_backend, tiny_model_dir):
-    tok = hf_backend.tokenizer
+    tok = hf_backend.loras.tokenizer
     expected = {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|finetune_right_pad_id|>": 128004,
                 "<|start_header_id|>": 128006, "<|end_header_id|>": 128007, "<|eom_id|>": 128008,
                 "<|eot_id|>": 128009, "<|python_tag|>": 128010, "<|reserved_special_token_0|>": 128002,
@@ -100,14 +101,14 @@ def test_make_tiny_model_cli_is_deterministic(tmp_path, tiny_model_dir):
 def test_labels_mask_prompt_and_padding(hf_backend):
     long = TrainSample(short_messages("Black Blue Red\nGreen Green"), format_answer(SHORT_CODE))
     short = TrainSample(short_messages("Black"), "x = 1")
-    encoded = [hf_backend.encode(long), hf_backend.encode(short)]
+    encoded = [hf_backend.loras.encode(long), hf_backend.loras.encode(short)]
     for sample, (ids, labels) in zip([long, short], encoded):
-        prompt = tokenize_prompt(hf_backend.tokenizer, sample.messages)
-        answer = hf_backend.tokenizer(sample.answer, add_special_tokens=False)["input_ids"]
+        prompt = tokenize_prompt(hf_backend.loras.tokenizer, sample.messages)
+        answer = hf_backend.loras.tokenizer(sample.answer, add_special_tokens=False)["input_ids"]
         assert ids == prompt + answer + [EOT] and ids.count(BOS) == 1
         assert labels == [IGNORE] * len(prompt) + answer + [EOT]
-    batch = collate(encoded, hf_backend.pad_id, torch.device("cpu"))
-    assert hf_backend.pad_id == PAD
+    batch = collate(encoded, hf_backend.loras.ids.pad, torch.device("cpu"))
+    assert hf_backend.loras.ids.pad == PAD
     n_long, n_short = len(encoded[0][0]), len(encoded[1][0])
     assert batch.input_ids.shape == (2, n_long)
     row = batch.input_ids[1]
@@ -128,12 +129,12 @@ def test_head_only_at_labels_equals_full_logits_loss(hf_backend):
     try:
         sample = TrainSample(short_messages("Red Red\nBlue"), format_answer(SHORT_CODE))
         hf_backend.train("lossparity", [sample] * 2)  # non-zero LoRA B: the adapter really takes part
-        batch = collate([hf_backend.encode(sample), hf_backend.encode(TrainSample(short_messages("x"), "y"))],
-                        hf_backend.pad_id, hf_backend.device)
-        with hf_backend.using("lossparity") as model, torch.no_grad():
-            ours = hf_backend.loss(batch)
+        batch = collate([hf_backend.loras.encode(sample), hf_backend.loras.encode(TrainSample(short_messages("x"), "y"))],
+                        hf_backend.loras.ids.pad, hf_backend.loras.device)
+        with hf_backend.loras.using("lossparity") as model, torch.no_grad():
+            ours = hf_backend.loras.loss(batch)
             full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
-        tol = 1e-5 if hf_backend.dtype == torch.float32 else 1e-2  # bf16 GEMMs of other shapes round differently
+        tol = 1e-5 if hf_backend.loras.dtype == torch.float32 else 1e-2  # bf16 GEMMs of other shapes round differently
         torch.testing.assert_close(ours, full, rtol=tol, atol=tol)
     finally:
         hf_backend.drop_adapter("lossparity")
@@ -141,16 +142,16 @@ def test_head_only_at_labels_equals_full_logits_loss(hf_backend):
 
 def test_too_long_samples_are_skipped(hf_backend, caplog):
     hf_backend.create_adapter("toolong")
-    saved = hf_backend.training_config.max_seq_len
+    saved = hf_backend.loras.training_config.max_seq_len
     try:
-        hf_backend.training_config.max_seq_len = 90
+        hf_backend.loras.training_config.max_seq_len = 90
         with caplog.at_level(logging.WARNING, logger="arc25.backends.hf"):
             stats = hf_backend.train("toolong", [TrainSample(short_messages("Black " * 40), "y"),
                                                  TrainSample(short_messages("Red"), "y")])
         assert stats.steps == 1 and "skipped" in caplog.text
         assert stats.trained == [1]  # the skipped sample is not reported as trained: it stays available
     finally:
-        hf_backend.training_config.max_seq_len = saved
+        hf_backend.loras.training_config.max_seq_len = saved
         hf_backend.drop_adapter("toolong")
 
 
@@ -164,7 +165,7 @@ def test_overfit_one_relabeled_sample_reproduces_program(hf_backend, arc_message
     hf_backend.create_adapter("overfit")
     try:
         stats = hf_backend.train("overfit", [sample] * 30)
-        assert stats.steps == 30 and stats.tokens == 30 * len(hf_backend.encode(sample)[0])
+        assert stats.steps == 30 and stats.tokens == 30 * len(hf_backend.loras.encode(sample)[0])
         [[completion]] = generate_texts(hf_backend, [arc_messages], greedy, adapter="overfit")
         assert extract_code(completion) == SHORT_CODE, completion
         assert completion == sample.answer  # and it stopped at <|eot_id|>, which is not in the text
@@ -176,12 +177,12 @@ def test_overfit_one_relabeled_sample_reproduces_program(hf_backend, arc_message
 
 
 def test_reset_restores_initial_weights_and_optimizer(hf_backend):
-    ids = tokenize_prompt(hf_backend.tokenizer, short_messages("Green Black\nBlack Green"))
+    ids = tokenize_prompt(hf_backend.loras.tokenizer, short_messages("Green Black\nBlack Green"))
     sample = TrainSample(short_messages("Green Black\nBlack Green"), format_answer(SHORT_CODE))
     base = logits(hf_backend, ids, None)
     hf_backend.create_adapter("resetme")
     try:
-        state = hf_backend.adapters["resetme"]
+        state = hf_backend.loras.adapters["resetme"]
         initial = [p.detach().clone() for p in state.params]
         assert torch.equal(logits(hf_backend, ids, "resetme"), base)  # B = 0 at init
 
@@ -200,7 +201,7 @@ def test_reset_restores_initial_weights_and_optimizer(hf_backend):
         hf_backend.reset_adapter("resetme")
         hf_backend.drop_adapter("resetme")
         hf_backend.create_adapter("resetme")
-        fresh = hf_backend.adapters["resetme"]
+        fresh = hf_backend.loras.adapters["resetme"]
         assert all(torch.equal(p, q) for p, q in zip(fresh.params, initial))
         assert torch.equal(logits(hf_backend, ids, "resetme"), base)
     finally:
@@ -241,15 +242,15 @@ def test_chunked_generation_keeps_order(hf_backend):
 def test_adapters_do_not_interfere(hf_backend):
     prompts = [short_messages("Pink Pink\nOrange")]
     params = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=3)
-    ids = tokenize_prompt(hf_backend.tokenizer, prompts[0])
+    ids = tokenize_prompt(hf_backend.loras.tokenizer, prompts[0])
     base_text = generate_texts(hf_backend, prompts, params, adapter=None)
     base = logits(hf_backend, ids, None)
     hf_backend.create_adapter("trained")
     hf_backend.create_adapter("untouched")
     try:
-        untouched = [p.detach().clone() for p in hf_backend.adapters["untouched"].params]
+        untouched = [p.detach().clone() for p in hf_backend.loras.adapters["untouched"].params]
         hf_backend.train("trained", [TrainSample(prompts[0], format_answer(SHORT_CODE))] * 3)
-        assert all(torch.equal(p, q) for p, q in zip(hf_backend.adapters["untouched"].params, untouched))
+        assert all(torch.equal(p, q) for p, q in zip(hf_backend.loras.adapters["untouched"].params, untouched))
         assert torch.equal(logits(hf_backend, ids, "untouched"), base)
         assert not torch.equal(logits(hf_backend, ids, "trained"), base)
         assert generate_texts(hf_backend, prompts, params, adapter="untouched") == base_text
@@ -294,7 +295,7 @@ def test_finish_reasons_and_token_counts(hf_backend, arc_messages):
     [[[c]]] = hf_backend.generate([GenerationRequest([arc_messages], SamplingParams(n=1, temperature=0.0,
                                                                                     max_tokens=5))])
     assert c.finish_reason == "length" and c.completion_tokens == 5 and c.truncated
-    assert c.prompt_tokens == len(tokenize_prompt(hf_backend.tokenizer, arc_messages))
+    assert c.prompt_tokens == len(tokenize_prompt(hf_backend.loras.tokenizer, arc_messages))
     sample = TrainSample(arc_messages, "Done.")
     hf_backend.create_adapter("stopper")
     try:
@@ -302,7 +303,7 @@ def test_finish_reasons_and_token_counts(hf_backend, arc_messages):
         [[[c]]] = hf_backend.generate([GenerationRequest([arc_messages], SamplingParams(n=1, temperature=0.0,
                                                                                         max_tokens=40), "stopper")])
         assert (c.text, c.finish_reason, c.truncated) == ("Done.", "stop", False)
-        assert c.completion_tokens == len(hf_backend.tokenizer("Done.", add_special_tokens=False)["input_ids"]) + 1
+        assert c.completion_tokens == len(hf_backend.loras.tokenizer("Done.", add_special_tokens=False)["input_ids"]) + 1
     finally:
         hf_backend.drop_adapter("stopper")
 
@@ -326,7 +327,7 @@ def test_deadline_cuts_generation_and_keeps_partial_text(hf_backend):
 
 def test_versions_export_import(hf_backend):
     prompts = [short_messages("Pink Pink\nOrange")]
-    ids = tokenize_prompt(hf_backend.tokenizer, prompts[0])
+    ids = tokenize_prompt(hf_backend.loras.tokenizer, prompts[0])
     hf_backend.create_adapter("src")
     hf_backend.create_adapter("dst")
     try:
@@ -365,7 +366,7 @@ def test_load_backend_hf(tiny_model_dir):
     config.model.path = str(tiny_model_dir)
     backend = load_backend(config)
     try:
-        assert isinstance(backend, HFBackend) and backend.device.type in ("cpu", "cuda")
+        assert isinstance(backend, HFBackend) and backend.loras.device.type in ("cpu", "cuda")
     finally:
         backend.close()
     config.model.path = str(tiny_model_dir / "missing")

@@ -153,7 +153,7 @@ def _model_copy(model, root, name="Llama-3.1-ARC-Potpourri-Induction-8B"):
 
 def test_a_model_folder_is_staged_as_the_run_checks_it(tiny_model_dir, tmp_path):
     from arc25.kaggle.notebook import is_model_dir
-    from arc25.run import check_model_folder
+    from arc25.model_check import check_model_folder
 
     model = _model_copy(tiny_model_dir, tmp_path / "dl")
     out = tmp_path / "model-ds"

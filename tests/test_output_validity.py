@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arc25.execution import ErrorKind, coerce_output, execute_on_task
+from arc25.exec_child import coerce_output
+from arc25.execution import ErrorKind, execute_on_task
 from arc25.metrics import score_prediction
 from arc25.tasks import Example, Task
 

@@ -17,9 +17,9 @@ import pytest
 from arc25.augment import Augmentation
 from arc25.execution import Executor, execute_on_tasks
 from arc25.metrics import score_prediction
-from arc25.program_family import HELD_OUT_MOD, held_out, reader_program, reader_task, source_grids
+from arc25.devmodels.program_family import HELD_OUT_MOD, held_out, reader_program, reader_task, source_grids
 from arc25.prompts import build_messages, extract_code, format_answer
-from arc25.reader_model import reader_decoy
+from arc25.devmodels.reader_model import reader_decoy
 from arc25.tasks import load_tasks
 
 
@@ -79,7 +79,7 @@ def test_reader_programs_with_counting_run_the_same_in_the_sandbox(sources):
 def test_the_warmed_models_data_is_unchanged():
     """The reader's additions leave the warmed model's examples as they were (its cache name, v2, is kept):
     the digest of the first examples, measured before the reader's changes (commit 0ac4c5e)."""
-    from arc25.warm_model import WarmSettings, family_examples
+    from arc25.devmodels.warm_model import WarmSettings, family_examples
 
     examples = family_examples(WarmSettings(), 40) + family_examples(WarmSettings(), 3, 2, long=True)
     assert hashlib.sha256(json.dumps(examples).encode()).hexdigest() == (

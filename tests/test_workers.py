@@ -175,7 +175,8 @@ def test_a_task_that_crashes_twice_is_given_up_and_retried_elsewhere_first(tmp_p
 
 
 def test_one_gpu_per_worker_set_before_python_starts(tmp_path):
-    from arc25.run import WorkerProcess, parse_gpus, plan_devices
+    from arc25.gpus import parse_gpus, plan_devices
+    from arc25.supervisor import WorkerProcess
 
     assert plan_devices(None, parse_gpus("0,1,2,3")) == ["0", "1", "2", "3"]
     assert plan_devices(2, None) == ["cpu", "cpu"]

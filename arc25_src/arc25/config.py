@@ -8,6 +8,7 @@ that. Later features add fields here instead of scattering constants.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import tomllib
 import typing
@@ -72,6 +73,18 @@ class LoraConfig:
     )
 
 
+class RelabelChoice(enum.StrEnum):
+    """Which relabeled programs a learn step trains on (`arc25.relabel.Relabeler`; issue 19 compares them).
+
+    Every choice keeps one program per distinct output set, never one already trained, at most
+    `training.max_samples_per_epoch` of them."""
+
+    DISTINCT_TOP = "distinct_top"  # the best by train accuracy (correct grids, then pixel similarity)
+    BEST_AND_WORST = "best_and_worst"  # half the best and half the worst by train accuracy (as SOAR)
+    DROP_IDENTITY = "drop_identity"  # distinct_top without programs whose outputs equal their inputs
+    SIMILARITY_WEIGHTED = "similarity_weighted"  # drawn with probability proportional to train-grid similarity
+
+
 @dataclass
 class TrainingConfig:
     learning_rate: float = 1e-4
@@ -85,6 +98,7 @@ class TrainingConfig:
     # RoPE handles it; longer samples are skipped (cutting the prompt would drop the system turn).
     max_seq_len: int = 10240
     max_samples_per_epoch: int = 16  # K: best relabeled samples kept per epoch
+    relabel_choice: RelabelChoice = RelabelChoice.DISTINCT_TOP  # which K (RelabelChoice)
 
 
 @dataclass
@@ -164,7 +178,7 @@ class VllmConfig:
 
     gpu_memory_utilization: float = 0.5  # vLLM's share of the GPU; the rest: the training copy and its activations
     kv_cache_gib: float = 0.0  # > 0: exactly this much KV cache; 0: from gpu_memory_utilization (GPU), 1 GiB (CPU)
-    max_model_len: int = 10240  # prompt + answer (as training.max_seq_len); longer prompts get empty "length" answers
+    max_model_len: int = 10240  # prompt + answer (as training.max_seq_len); a longer prompt: PromptTooLong
     max_loras: int = 4  # adapters in one engine call: at least run.tasks_per_worker
     max_num_seqs: int = 256  # sequences vLLM decodes at once
     enforce_eager: bool = False  # True: no CUDA graphs (faster start, slower decoding)
@@ -256,6 +270,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if annotation is int and isinstance(value, float) and value != converted:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return converted
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in annotation)
+            raise ConfigError(f"{where}: expected one of {choices}, got {value!r}") from None
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")

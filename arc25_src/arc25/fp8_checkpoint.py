@@ -187,7 +187,7 @@ def quantize_checkpoint(src: str | Path, out: str | Path, block: tuple[int, int]
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from arc25.run import check_model_folder
+    from arc25.model_check import check_model_folder
 
     src, out = Path(src), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -1,17 +1,21 @@
-"""ARC grids: strict parsing from JSON, conversion back, fingerprints.
+"""ARC grids: the limits, strict parsing from JSON, conversion back, fingerprints.
 
-A grid is a 2-D int numpy array with sides 1..30 and values 0..9; x is axis 0 (the
-row index of the JSON grid).
+A grid is a 2-D int numpy array with sides 1..MAX_SIDE (30) and values 0..MAX_COLOR (9); x is
+axis 0 (the row index of the JSON grid). `MAX_SIDE`, `MAX_COLOR` and `shape_ok` are the one
+definition of those limits: task files, submissions, the executor's child and the worker's check of
+what the child sent all use them (the child too: this module imports only hashlib and numpy, which
+its worker has loaded before it forks).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-MAX_SIDE = 30
+MAX_SIDE = 30  # rows and columns: 1..MAX_SIDE
+MAX_COLOR = 9  # cell values: 0..MAX_COLOR
 GRID_DTYPE = np.int64
 
 
@@ -20,7 +24,7 @@ class GridError(ValueError):
 
 
 def grid_from_json(value: Any, where: str = "grid") -> np.ndarray:
-    """Parse a JSON list of lists of ints 0..9 (sides 1..30) strictly.
+    """Parse a JSON list of lists of ints 0..MAX_COLOR (sides 1..MAX_SIDE) strictly.
 
     `where` names the place in error messages, e.g. "train[2].input".
     """
@@ -41,9 +45,9 @@ def grid_from_json(value: Any, where: str = "grid") -> np.ndarray:
         for j, cell in enumerate(row):
             # bool is an int subclass in Python; JSON true/false is not a colour
             if type(cell) is not int:
-                raise GridError(f"{where}: cell [{i}][{j}] is {cell!r}, expected an integer 0..9")
-            if not 0 <= cell <= 9:
-                raise GridError(f"{where}: cell [{i}][{j}] is {cell}, outside 0..9")
+                raise GridError(f"{where}: cell [{i}][{j}] is {cell!r}, expected an integer 0..{MAX_COLOR}")
+            if not 0 <= cell <= MAX_COLOR:
+                raise GridError(f"{where}: cell [{i}][{j}] is {cell}, outside 0..{MAX_COLOR}")
     return np.array(value, dtype=GRID_DTYPE)
 
 
@@ -51,15 +55,18 @@ def grid_to_json(grid: np.ndarray) -> list[list[int]]:
     return [[int(v) for v in row] for row in np.asarray(grid)]
 
 
+def shape_ok(shape: Sequence[int]) -> bool:
+    """Two sides, each 1..MAX_SIDE."""
+    return len(shape) == 2 and 1 <= shape[0] <= MAX_SIDE and 1 <= shape[1] <= MAX_SIDE
+
+
 def is_valid_grid(grid: Any) -> bool:
-    """A 2-D integer array with sides 1..30 and values 0..9."""
-    if not isinstance(grid, np.ndarray) or grid.ndim != 2:
-        return False
-    if not (1 <= grid.shape[0] <= MAX_SIDE and 1 <= grid.shape[1] <= MAX_SIDE):
+    """A 2-D integer array with sides 1..MAX_SIDE and values 0..MAX_COLOR."""
+    if not isinstance(grid, np.ndarray) or not shape_ok(grid.shape):
         return False
     if not np.issubdtype(grid.dtype, np.integer):
         return False
-    return bool(grid.min() >= 0 and grid.max() <= 9)
+    return bool(grid.min() >= 0 and grid.max() <= MAX_COLOR)
 
 
 def fingerprint(grid: np.ndarray) -> str:

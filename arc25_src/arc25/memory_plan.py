@@ -37,7 +37,6 @@ VLLM_ACT_FACTOR = 1.45  # prefill peak over max_num_batched_tokens x (2 I + 4 H)
 TRAIN_ACT_FACTOR = 2.95  # training step peak over tokens x (3 I + 8 H) bytes, offloaded checkpoints: 2.47 GiB
 #                          over the resting state at 9612 tokens with a 1024-token answer through the chunked
 #                          head, less the LoRA grads (0.31 GiB) and the head (0.15 GiB); session 2 run
-HEAD_CHUNK = 128  # the unsloth backend's loss runs the LM head over this many labelled positions at a time
 
 
 @dataclass(frozen=True)
@@ -180,6 +179,8 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
                                    offloaded=backend == "unsloth")
     items: list[Item] = []
     if backend == "unsloth":
+        from arc25.backends.trainer import HEAD_CHUNK  # the trainer's head chunk (imports torch: only here)
+
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,48 @@ def tokenize_prompt(tokenizer: Any, messages: Messages) -> list[int]:
     """Token ids of the chat prompt: the template's own BOS, exactly once."""
     text = render_chat(tokenizer, messages)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# The Llama 3 special tokens the engines and the trainer use, by name (ids from the tokenizer)
+EOT_TOKEN = "<|eot_id|>"  # ends an answer: the trained stop token, labelled in training
+PAD_TOKEN = "<|finetune_right_pad_id|>"  # training pad: never <|eot_id|>, which must stay labelled
+STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")  # generation ends at any of these
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int
+    eot: int
+    stop: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> SpecialIds:
+        ids = tokenizer.convert_tokens_to_ids
+        return cls(ids(PAD_TOKEN), ids(EOT_TOKEN), tuple(ids(t) for t in STOP_TOKENS))
+
+
+class PromptIds:
+    """`tokenize_prompt` with an LRU cache (a task's prompts recur across epochs), and answers' ids."""
+
+    def __init__(self, tokenizer: Any, size: int = 512) -> None:
+        self.tokenizer, self.size = tokenizer, size
+        self._cache: OrderedDict[tuple, list[int]] = OrderedDict()
+
+    def __call__(self, messages: Messages) -> list[int]:
+        key = tuple((m["role"], m["content"]) for m in messages)
+        ids = self._cache.get(key)
+        if ids is None:
+            ids = tokenize_prompt(self.tokenizer, messages)
+            self._cache[key] = ids
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return ids
+
+    def answer(self, text: str) -> list[int]:
+        """An answer's ids as training appends them to the prompt (no special tokens)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def format_answer(code: str) -> str:

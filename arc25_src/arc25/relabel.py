@@ -4,15 +4,35 @@ Every program with valid outputs on all inputs defines a new task with the same
 inputs and the program's outputs as targets. Its prompt, rendered under the
 augmentation the program was sampled under, paired with the program's completion,
 is a correct training sample: the model learns what its own programs do.
+
+Which of an epoch's relabeled programs a learn step trains on is `training.relabel_choice`
+(`arc25.config.RelabelChoice`); every choice keeps one program per distinct output set,
+never one already trained, at most `training.max_samples_per_epoch`:
+
+- distinct_top (the default): the best by train accuracy (most correct train grids, then
+  the closest pixels, then the earliest).
+- best_and_worst: half of them the best, the rest the worst by the same order, as SOAR
+  trains on both ends of its own programs.
+- drop_identity: distinct_top, less the programs whose outputs equal their inputs on every
+  train and test input (the identity teaches nothing about the task's relation).
+- similarity_weighted: drawn without replacement with probability proportional to the
+  train-grid pixel similarity (Efraimidis-Spirakis keys; a floor of SIMILARITY_FLOOR keeps
+  a program whose shapes are wrong possible), from a seeded generator.
+
+Issue 19 measures them against each other (`bench/bench_learning.py`, docs/learning.md).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from arc25.backends.base import TrainSample
+from arc25.config import RelabelChoice, TrainingConfig, derive_seed
 from arc25.prediction import Prediction
 from arc25.prompts import build_messages
 from arc25.tasks import Example, Task
@@ -36,6 +56,39 @@ def rank_key(prediction: Prediction) -> tuple[float, float, int]:
     return (-prediction.correct_grids, -prediction.pixel_similarity, prediction.index)
 
 
+SIMILARITY_FLOOR = 0.01  # similarity_weighted: the weight of a program with no right pixel
+
+
+def is_identity(task: Task, prediction: Prediction) -> bool:
+    """The program returned every train and test input unchanged."""
+    inputs = [ex.input for ex in task.train] + list(task.test_inputs)
+    outputs = list(prediction.train_outputs) + list(prediction.test_outputs)
+    return len(inputs) == len(outputs) and all(
+        o is not None and o.shape == i.shape and bool(np.array_equal(o, i)) for i, o in zip(inputs, outputs))
+
+
+def choose(choice: RelabelChoice, ranked: list[Prediction], k: int, task: Task | None = None,
+           rng: random.Random | None = None) -> list[Prediction]:
+    """`k` of `ranked` (one per output set, best first by `rank_key`) under `choice`, in rank order."""
+    if choice == RelabelChoice.DISTINCT_TOP:
+        return ranked[:k]
+    if choice == RelabelChoice.BEST_AND_WORST:
+        if len(ranked) <= k:
+            return ranked
+        best = (k + 1) // 2
+        return ranked[:best] + ranked[len(ranked) - (k - best):]
+    if choice == RelabelChoice.DROP_IDENTITY:
+        if task is None:
+            raise ValueError("drop_identity needs the task's inputs")
+        return [p for p in ranked if not is_identity(task, p)][:k]
+    if choice == RelabelChoice.SIMILARITY_WEIGHTED:
+        rng = rng or random.Random(0)
+        keys = {id(p): rng.random() ** (1.0 / max(p.pixel_similarity, SIMILARITY_FLOOR)) for p in ranked}
+        drawn = {id(p) for p in sorted(ranked, key=lambda p: keys[id(p)], reverse=True)[:k]}
+        return [p for p in ranked if id(p) in drawn]
+    raise ValueError(f"unknown relabel choice {choice!r}")
+
+
 class Relabeler:
     """Chooses each epoch's training samples, one per distinct output set, never one already trained.
 
@@ -52,18 +105,30 @@ class Relabeler:
         relabeler.record_training(chosen, stats.trained)
     """
 
-    def __init__(self, max_samples: int, max_skips: int = 2) -> None:
+    def __init__(self, max_samples: int, max_skips: int = 2, choice: RelabelChoice = RelabelChoice.DISTINCT_TOP,
+                 task: Task | None = None, seed: int = 0) -> None:
         self.max_samples, self.max_skips = max_samples, max_skips
+        self.choice, self.task = RelabelChoice(choice), task
+        if self.choice == RelabelChoice.DROP_IDENTITY and task is None:
+            raise ValueError("relabel choice drop_identity needs the task (its inputs)")
+        self.rng = random.Random(seed)  # similarity_weighted's draws, one per select
         self.trained: set[str] = set()  # outputs keys
         self.skips: Counter[str] = Counter()
 
+    @classmethod
+    def for_task(cls, task: Task, training: TrainingConfig, seed: int) -> Relabeler:
+        """The solver's relabeler: `training.max_samples_per_epoch` and `training.relabel_choice`, its
+        draws seeded from the run seed and the task id."""
+        return cls(training.max_samples_per_epoch, choice=training.relabel_choice, task=task,
+                   seed=derive_seed(seed, task.task_id, "relabel"))
+
     def select(self, predictions: list[Prediction]) -> list[Prediction]:
-        """The best `max_samples` predictions not yet trained, one per distinct output set. Marks nothing."""
+        """`max_samples` predictions not yet trained, one per distinct output set, by `choice`. Marks nothing."""
         best: dict[str, Prediction] = {}
         for p in sorted((p for p in predictions if p.valid_outputs and p.code), key=rank_key):
             best.setdefault(p.outputs_key(), p)
         fresh = [p for key, p in best.items() if key not in self.trained and self.skips[key] < self.max_skips]
-        return sorted(fresh, key=rank_key)[: self.max_samples]
+        return choose(self.choice, sorted(fresh, key=rank_key), self.max_samples, self.task, self.rng)
 
     def samples(self, task: Task, predictions: list[Prediction]) -> list[TrainSample]:
         """`training_sample` of each of `select(predictions)`, all marked trained.

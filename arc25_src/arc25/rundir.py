@@ -11,7 +11,7 @@ RUN_DIR/
     workers/worker-<k>.timeline.jsonl   one line per task attempt
     workers/worker-<k>.engine.jsonl     one line per engine call (generate / train), for busy time
     submission.json                     written when the run starts (fallbacks), at the deadline and at the end
-    .merge-space                        disk space held for the final merge while the workers run (arc25.run)
+    .merge-space                        disk space held for the final merge while the workers run (arc25.supervisor)
 
 <name> is `task_dir_name(task_id)`, the one place a task id becomes a file name. Task ids are
 data from a file nobody vetted: `../x`, `/etc/passwd`, "", ".", "..", a NUL byte or 300

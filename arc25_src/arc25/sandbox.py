@@ -1,7 +1,8 @@
 """The wall around a model-written program: kernel layers first, the audit hook second.
 
-A program runs in a child forked from an executor worker (arc25.execution). Before its
-code is compiled the child enters the sandbox, which stacks up to three layers:
+A program runs in a child forked from an executor worker (arc25.exec_worker; the child's side is
+arc25.exec_child). Before its code is compiled the child enters the sandbox, which stacks up to
+three layers:
 
 - **Landlock** (Linux >= 5.13, an LSM): the child may read files only beneath the
   directories its imports live in (the standard library, site-packages, the DSL), and
@@ -20,7 +21,7 @@ code is compiled the child enters the sandbox, which stacks up to three layers:
 Each worker probes what the kernel allows once at start (a ruleset it can create; a
 test child that installs the filter) and reports the active layers; what is missing
 falls back to the rest (seccomp alone, Landlock alone, the audit hook alone). The
-environment is empty and only the result pipe is open in any case (execution.py).
+environment is empty and only the result pipe is open in any case (exec_child.py).
 
 Measured here (kernel 6.18, Landlock ABI 7, root in a container): entering all three
 layers costs the child tens of microseconds (bench/bench_executor.py). Hand-written

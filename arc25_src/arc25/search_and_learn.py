@@ -115,7 +115,7 @@ class TaskSolver:
         self.out_dir = Path(out_dir) / task_dir_name(task.task_id) if out_dir is not None else None
         self.state = SolverState()
         self.timings = Timings()
-        self.relabeler = Relabeler(config.training.max_samples_per_epoch)
+        self.relabeler = Relabeler.for_task(task, config.training, config.seed)
         # The task's adapter serves only once an optimizer step changed it: until then it equals the base
         # model, and a LoRA request would pay vLLM's LoRA kernels for nothing (~1.35x per decoded token
         # on the 8B shape, docs/benchmarks.md)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from arc25.errors import UserError
-from arc25.grid import GridError, grid_from_json, grid_to_json
+from arc25.grid import GridError, grid_from_json, grid_to_json, shape_ok
 from arc25.io import loads_noting_duplicates, read_text
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def fallback_stub(task_id: str, entry: Any) -> Task:
     for item in tests if isinstance(tests, list) and tests else [None]:
         try:
             grid = np.asarray(item["input"], dtype=np.int64)
-            ok = grid.ndim == 2 and 0 < grid.shape[0] <= 30 and 0 < grid.shape[1] <= 30
+            ok = shape_ok(grid.shape)
         except (TypeError, KeyError, ValueError):
             ok = False
         inputs.append(grid if ok else np.zeros((1, 1), dtype=np.int64))

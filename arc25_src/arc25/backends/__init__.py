@@ -162,7 +162,7 @@ def load_backend(config: Config) -> Backend:
     this process sees; `arc25 run` resolves it once in the parent and gives its workers the name)."""
     name = config.model.backend
     if name == AUTO:
-        from arc25.run import detect_gpus
+        from arc25.gpus import detect_gpus
 
         config, choice = resolved(config, machine_for(detect_gpus()))
         log.info("%s", choice.describe())

@@ -12,6 +12,10 @@ running at it are cut and come back with `finish_reason="deadline"` (their text 
 far), and prompts not started come back with no completions. So a caller always gets
 what was generated before its deadline, never an exception or a wait past it.
 
+Every backend steps (`StreamingBackend`: submit, step, abort, running) and its blocking `generate`
+is `generate_by_steps`, one generation path per backend; what one step runs is the backend's own
+batching rule (HF: every request submitted so far as one batch; vLLM: one engine step).
+
 Prompts are chat messages; the backend renders them with its tokenizer's template
 (see `arc25.prompts.tokenize_prompt`) so training and inference tokenize alike.
 """
@@ -107,6 +111,10 @@ def check_admitted(requests: list[GenerationRequest], limit: int) -> None:
             adapters.add(request.adapter)
 
 
+class PromptTooLong(ValueError):
+    """A request with a prompt that leaves no room in the engine's context (`max_model_len`): refused as a whole
+    before any of it starts, with this one-line error; the engine and the other requests go on."""
+
 class Timings:
     """Seconds spent per named phase, accumulated over calls."""
 
@@ -199,8 +207,37 @@ class StreamingBackend(Backend, Protocol):
 
 
 def streams(backend: Backend) -> bool:
-    """Whether the backend implements `StreamingBackend` (the others answer one blocking call at a time)."""
-    return callable(getattr(backend, "submit", None)) and callable(getattr(backend, "step", None))
+    """Whether the scheduler streams requests through the backend's `submit` / `step`.
+
+    Every backend steps (its `generate` is `generate_by_steps`); one with `streaming = False` is still
+    driven by the scheduler one blocking `generate` call per round (hf and scripted, until the scheduler
+    loses that mode)."""
+    return (getattr(backend, "streaming", True) and callable(getattr(backend, "submit", None))
+            and callable(getattr(backend, "step", None)))
+
+
+def generate_by_steps(backend: StreamingBackend, requests: list[GenerationRequest]) -> Completions:
+    """`generate` for a stepped backend: submit every request, step until each has its answer.
+
+    The one blocking generation path: a backend's own batching rule decides what a step runs.
+    Not while other submitted requests are in flight (their answers would come back here)."""
+    if backend.running():
+        raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
+    check_admitted(requests, backend.max_adapters_per_call)
+    answers: dict[int, list[list[Completion]]] = {}
+    try:
+        for key, request in enumerate(requests):
+            backend.submit(key, request)
+        while len(answers) < len(requests):
+            ended = backend.step()
+            answers.update(ended)
+            if not ended and not backend.running():
+                raise RuntimeError("the backend ended no request and runs none: its answers are lost")
+    finally:  # also on an exception: leave no request of this call in the backend
+        for key in range(len(requests)):
+            if key not in answers:
+                backend.abort(key)
+    return [answers[key] for key in range(len(requests))]
 
 
 def time_left(deadline: float | None) -> float:

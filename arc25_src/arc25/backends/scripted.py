@@ -6,9 +6,12 @@ programs whose behaviour is known, in milliseconds. It records every call so tes
 can check what the loop asked of the model.
 `model.path` may point to a JSON file `{"completions": [...]}` to use it from the CLI.
 
+Stepped like every backend: `submit` queues a request, `step` answers every queued one (one
+"engine call", recorded in `engine_calls`), and `generate` is `generate_by_steps` over them.
+
 A hung engine, for the watchdog tests: with `"hang_marker": PATH` in that file, the first
-generate call (in any process of the run) that creates PATH blocks for ever, inside the
-call, as a stuck driver or a deadlocked engine would; every other call answers.
+step (in any process of the run) that creates PATH blocks for ever, inside the call, as a
+stuck driver or a deadlocked engine would; every other step answers.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import time
 from pathlib import Path
 
 from arc25.backends.base import (Completion, Completions, GenerationRequest, Timings, TrainSample, TrainStats,
-                                 time_left)
+                                 generate_by_steps, time_left)
 from arc25.errors import UserError
 
 
 class ScriptedBackend:
     max_adapters_per_call = 1 << 30
+    streaming = False  # the scheduler still calls `generate` once per round (arc25.backends.base.streams)
+    trains_concurrently = False
 
     def __init__(self, completions: list[str], tokens_per_s: float | None = None,
                  hang_marker: str | None = None) -> None:
@@ -45,6 +50,7 @@ class ScriptedBackend:
         self.engine_calls: list[list[GenerationRequest]] = []
         self.train_calls: list[tuple[str, list[TrainSample]]] = []
         self.resets: list[str] = []
+        self._pending: dict[int, GenerationRequest] = {}  # submitted, answered at the next step
         self._next = 0
         self._version = 0
 
@@ -57,10 +63,30 @@ class ScriptedBackend:
             raise UserError(f"{path}: not a scripted-completions file ({exc})") from None
 
     def generate(self, requests: list[GenerationRequest]) -> Completions:
-        self.engine_calls.append(list(requests))
+        return generate_by_steps(self, requests)
+
+    def submit(self, key: int, request: GenerationRequest) -> None:
+        if key in self._pending:
+            raise ValueError(f"request key {key} is already in flight")
+        if request.adapter is not None:
+            self._check(request.adapter)
+        self._pending[key] = request
+
+    def abort(self, key: int) -> None:
+        self._pending.pop(key, None)
+
+    def running(self) -> int:
+        return sum(len(r.prompts) * r.params.n for r in self._pending.values())
+
+    def step(self) -> list[tuple[int, list[list[Completion]]]]:
+        """Every submitted request, answered in submission order (paced by `tokens_per_s`)."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return []
+        self.engine_calls.append(list(pending.values()))
         self._hang_once()
         with self.timings.measure("generate"):
-            return [self._answer(r) for r in requests]
+            return [(key, self._answer(request)) for key, request in pending.items()]
 
     def _hang_once(self) -> None:
         if self.hang_marker is None:
@@ -72,8 +98,8 @@ class ScriptedBackend:
         threading.Event().wait()  # blocked in a lock for ever: only a signal ends this process
 
     def _answer(self, request: GenerationRequest) -> list[list[Completion]]:
-        if request.adapter is not None and request.adapter not in self.adapters:
-            raise KeyError(f"no adapter {request.adapter!r}")
+        if request.adapter is not None:
+            self._check(request.adapter)  # dropped after its submit
         self.generate_calls.append((len(request.prompts), request.params.n, request.adapter))
         out = []
         for _ in request.prompts:

@@ -3,8 +3,9 @@
 An L4 cannot hold the model twice (16 GB of bf16 weights), so this backend loads it once through
 unsloth with `fast_inference=True`: vLLM owns the weights and unsloth builds the trainable
 transformers + peft model on views of them. Generation is vLLM's engine with one LoRA request per
-task; training is the project's own loop (`HFBackend`'s batching, warmup, clipping and labelled-
-positions-only loss) on unsloth's kernels and offloaded gradient checkpointing.
+task; training is the project's own loop (`arc25.backends.trainer.LoraTrainer`: batching, warm-up,
+clipping, loss on labelled positions only, the LM head in chunks) on unsloth's kernels and offloaded
+gradient checkpointing.
 
 Many tasks, one training slot. unsloth patches one peft adapter ("default"); every task's LoRA
 lives outside it and is swapped in when that task trains:
@@ -14,16 +15,23 @@ lives outside it and is swapped in when that task trains:
   per LoRA parameter, ~1 GiB per task at rank 32 on all seven projections of the 8B model) and
   are copied in (~40 ms over PCIe 4) when their task trains next;
 - vLLM gets each new version as bf16 tensors from memory (`LoRARequest(lora_tensors=...)`)
-  under a fresh `lora_int_id` (the adapter's version: vLLM caches by id, a reused id would serve
-  the old weights); at most `max_loras` different adapters share one engine call.
+  under a fresh name and `lora_int_id` (the driver's: vLLM caches by both, a reused one would
+  serve the old weights); at most `max_loras` different adapters share one engine call.
 
-Import-guarded: this module imports without unsloth or vLLM (CPU tests drive everything but the
-loader and the engine, see tests/test_unsloth_backend.py); `load` needs CUDA, unsloth and vLLM.
+Generation is `arc25.backends.vllm_driver`, the loop the vLLM backend uses too; this backend only
+hands each adapter version over as tensors in memory (`handover`, `lora_handle`).
+Import order: unsloth patches transformers and peft when it is imported, and must come before them
+(else it warns of slower training and more memory; seen on the GPU when arc25.backends.hf came
+first). So this module imports neither (nor vLLM, nor unsloth) at its top: importing it has no
+effect beyond itself (tests/test_unsloth_backend.py checks in a fresh interpreter), and
+`load_with_unsloth` imports unsloth first, before anything of transformers or peft is needed.
+CPU tests drive everything but the loader and the engine; `load` needs CUDA, unsloth and vLLM.
 `UNSLOTH_VLLM_MERGED_ROLLOUT=0` is set before unsloth loads: its default folds one LoRA into the
 shared base weights for generation, which would serve every task in a mixed call with one adapter.
 `unsloth.load_in_fp8` loads the weights as FP8 (vLLM's online per-channel quantization; unsloth's
-trainer runs its FP8 linear layers with a backward on the same tensors): `fp8_problem` names the
-GPUs where unsloth refuses it.
+trainer runs its FP8 linear layers with a backward on the same tensors) on compute capability >= 9.0;
+an L4 (8.9) loads a block-FP8 checkpoint made by `arc25 quantize-fp8` instead (`arc25.fp8_checkpoint.fp8_load`
+decides which, and names what cannot load on this GPU).
 """
 
 from __future__ import annotations
@@ -33,43 +41,31 @@ import logging
 import math
 import os
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from arc25.backends.vllm_compat import Engine, LoraHandle
 
-
-def _import_unsloth_first() -> None:
-    """unsloth patches transformers and peft when it is imported: before them, or it warns of slower
-    training and more memory (seen on the GPU when arc25.backends.hf came first). CUDA only."""
-    if not torch.cuda.is_available():
-        return
-    os.environ.setdefault("UNSLOTH_VLLM_MERGED_ROLLOUT", "0")
-    try:
-        import unsloth  # noqa: F401
-    except Exception as exc:  # not installed, or broken: load_with_unsloth says so in one line
-        log.debug("unsloth not imported: %s", exc)
-
-
-_import_unsloth_first()
-
-from arc25.backends.base import (  # noqa: E402
+from arc25.backends.adapters import AdapterTable, adapter_seed
+from arc25.backends.base import (
     Completion,
     Completions,
     GenerationRequest,
-    SamplingParams,
+    Timings,
     TrainSample,
     TrainStats,
 )
-from arc25.backends.hf import EOT_TOKEN, PAD_TOKEN, STOP_TOKENS, HFBackend, adapter_seed  # noqa: E402
-from arc25.config import Config  # noqa: E402
-from arc25.errors import UserError  # noqa: E402
-from arc25.memory_plan import HEAD_CHUNK  # noqa: E402
+from arc25.backends.trainer import HEAD_CHUNK, LoraTrainer, TrainState, encode_sample
+from arc25.backends.vllm_driver import VLLMDriver
+from arc25.config import Config
+from arc25.errors import UserError
+from arc25.fp8_checkpoint import fp8_load
+from arc25.prompts import PromptIds, SpecialIds
+
+log = logging.getLogger(__name__)
 
 SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swapped through it
 
@@ -82,52 +78,7 @@ SLOT = "default"  # the one peft adapter unsloth trains; tasks' weights are swap
 class Loaded:
     model: Any  # a peft model with one LoRA adapter named SLOT (unsloth's get_peft_model output)
     tokenizer: Any
-    engine: Engine
-
-
-class Engine(Protocol):
-    """What the backend needs from an inference engine serving LoRAs by request: rows join and leave
-    a running batch (vLLM's continuous batching)."""
-
-    max_loras: int
-
-    def add(self, row: EngineRow) -> str:
-        """Start a row; its outputs come back from `step` under the returned id."""
-        ...
-
-    def step(self) -> list[tuple[str, list[EngineOutput]]]:
-        """One engine step; the rows that ended in it (cut or missing only where the row's deadline passed)."""
-        ...
-
-    def abort(self, row_ids: list[str]) -> None: ...
-
-    def unfinished(self) -> int:
-        """Rows added and not yet returned by `step`."""
-        ...
-
-
-def run_rows(engine: Engine, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-    """All rows to the end, as one blocking call: for each row, its completions."""
-    ids = [engine.add(row) for row in rows]
-    done: dict[str, list[EngineOutput]] = {}
-    while len(done) < len(ids):
-        done.update(engine.step())
-    return [done[rid] for rid in ids]
-
-
-@dataclass
-class EngineRow:
-    prompt_ids: list[int]
-    params: SamplingParams
-    lora: AdapterWeights | None  # None: the base model
-    deadline: float | None = None
-
-
-@dataclass
-class EngineOutput:
-    token_ids: list[int]
-    text: str
-    finish_reason: str  # stop | length | deadline
+    engine: Engine  # unsloth's vLLM (`model.vllm_engine`), stepped by the driver
 
 
 @dataclass
@@ -138,95 +89,6 @@ class AdapterWeights:
     version: int
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any]  # peft's adapter_config.json content
-
-
-def _vllm_lora_request(weights: AdapterWeights) -> Any:
-    # unsloth_zoo patches vllm.lora.request.LoRARequest to accept tensors; take the patched class
-    import vllm.lora.request
-
-    return vllm.lora.request.LoRARequest(f"{weights.name}-v{weights.version}", weights.version,
-                                         lora_tensors=weights.tensors, lora_config=weights.config)
-
-
-@dataclass
-class _Row:
-    """A row in vLLM: its latest output per completion index, and how it ended."""
-
-    row: EngineRow
-    latest: dict[int, Any] = field(default_factory=dict)
-    finished: bool = False
-    cut: bool = False
-
-
-class VLLMEngine:
-    """unsloth's in-process vLLM engine, stepped by hand: rows join and leave the running batch, and a
-    deadline cuts its rows."""
-
-    def __init__(self, llm: Any, max_loras: int, stop_ids: list[int]) -> None:
-        self.llm, self.max_loras, self.stop_ids = llm, max_loras, stop_ids
-        self._ids = iter(range(1 << 62))
-        self._rows: dict[str, _Row] = {}
-
-    def _params(self, p: SamplingParams) -> Any:
-        from vllm import SamplingParams as VParams
-
-        greedy = p.temperature <= 0
-        return VParams(n=p.n, temperature=0.0 if greedy else p.temperature, top_p=1.0 if greedy else p.top_p,
-                       max_tokens=p.max_tokens, seed=p.seed, stop_token_ids=list(self.stop_ids),
-                       skip_special_tokens=True)
-
-    def add(self, row: EngineRow) -> str:
-        rid = f"arc25-{next(self._ids)}"
-        lora = _vllm_lora_request(row.lora) if row.lora is not None else None
-        self.llm.llm_engine.add_request(rid, {"prompt_token_ids": row.prompt_ids}, self._params(row.params),
-                                        lora_request=lora)
-        self._rows[rid] = _Row(row)
-        return rid
-
-    def unfinished(self) -> int:
-        return len(self._rows)
-
-    def abort(self, row_ids: list[str]) -> None:
-        live = [rid for rid in row_ids if rid in self._rows]
-        if live:
-            self.llm.llm_engine.abort_request(live)
-        for rid in live:
-            del self._rows[rid]
-
-    def step(self) -> list[tuple[str, list[EngineOutput]]]:
-        engine = self.llm.llm_engine
-        now = time.time()
-        late = [rid for rid, r in self._rows.items()
-                if r.row.deadline is not None and now >= r.row.deadline and not r.finished]
-        if late:
-            engine.abort_request(late)
-            for rid in late:
-                self._rows[rid].cut = True
-        if engine.has_unfinished_requests() and not all(r.finished or r.cut for r in self._rows.values()):
-            for out in engine.step():
-                r = self._rows.get(out.request_id)
-                if r is None:
-                    continue  # aborted by its owner
-                for c in out.outputs:  # n > 1: children may come one by one or together
-                    r.latest[c.index] = c
-                if out.finished:
-                    r.finished = True
-        ended = [rid for rid, r in self._rows.items() if r.finished or r.cut]
-        return [(rid, self._outputs(self._rows.pop(rid))) for rid in ended]
-
-    @staticmethod
-    def _outputs(r: _Row) -> list[EngineOutput]:
-        outs = []
-        for index in range(r.row.params.n):
-            c = r.latest.get(index)
-            if c is None:
-                continue  # not started before the deadline
-            done = r.finished and c.finish_reason in ("stop", "length")
-            outs.append(EngineOutput(list(c.token_ids), c.text, c.finish_reason if done else "deadline"))
-        return outs
-
-    def run(self, rows: list[EngineRow]) -> list[list[EngineOutput]]:
-        return run_rows(self, rows)
 
 
 def unsloth_utilization(vllm_gib: float) -> float:
@@ -241,26 +103,6 @@ def unsloth_utilization(vllm_gib: float) -> float:
     return min(0.98, vllm_gib * 1024**3 / free)
 
 
-FP8_MIN_CAPABILITY = (9, 0)  # unsloth's _get_fp8_mode_and_check_settings: "requires H100 GPUs or after"
-
-
-def fp8_problem(load_in_fp8: bool, load_in_4bit: bool, capability: tuple[int, int]) -> str | None:
-    """Why unsloth.load_in_fp8 cannot load on this GPU (one line), or None.
-
-    unsloth 2026.10.9 quantizes a bf16 checkpoint to FP8 at load only on compute capability >= 9.0
-    (`_get_fp8_mode_and_check_settings`, called by the fast_inference loader), although an L4 (8.9)
-    has FP8 matrix units; and FP8 excludes the 4-bit base."""
-    if not load_in_fp8:
-        return None
-    if load_in_4bit:
-        return "unsloth.load_in_fp8 and unsloth.load_in_4bit exclude each other: set one of them to false"
-    if tuple(capability) < FP8_MIN_CAPABILITY:
-        major, minor = capability
-        return (f"unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0 (H100); "
-                f"this GPU is {major}.{minor} (an L4 is 8.9): set unsloth.load_in_fp8=false")
-    return None
-
-
 def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     """The model through unsloth with fast_inference=True (vLLM owns the weights; training shares them)."""
     if not torch.cuda.is_available():
@@ -273,9 +115,9 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     except ImportError as exc:
         raise UserError(f"model.backend='unsloth': cannot import unsloth ({exc})") from None
     mc, uc, lc, tc = config.model, config.unsloth, config.lora, config.training
-    problem = fp8_problem(uc.load_in_fp8, uc.load_in_4bit, torch.cuda.get_device_capability(0))
-    if problem:
-        raise UserError(problem)
+    fp8 = fp8_load(mc.path, uc.load_in_fp8, uc.load_in_4bit, torch.cuda.get_device_capability(0))
+    if fp8.problem:
+        raise UserError(fp8.problem)
     cap = uc.memory_cap_gib
     total = torch.cuda.get_device_properties(0).total_memory / 1024**3
     if cap > 0:
@@ -284,7 +126,7 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     model, tokenizer = FastLanguageModel.from_pretrained(
         mc.path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
-        load_in_4bit=uc.load_in_4bit, load_in_fp8=uc.load_in_fp8, fast_inference=True,
+        load_in_4bit=uc.load_in_4bit, load_in_fp8=fp8.load_in_fp8, fast_inference=True,
         gpu_memory_utilization=unsloth_utilization(uc.vllm_gib),
         max_lora_rank=lc.rank, max_loras=max_loras, float8_kv_cache=uc.fp8_kv_cache,
         max_num_seqs=uc.max_num_seqs, max_num_batched_tokens=uc.max_num_batched_tokens,
@@ -293,32 +135,30 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
         model, r=lc.rank, lora_alpha=lc.alpha, lora_dropout=lc.dropout, bias="none", use_rslora=lc.use_rslora,
         target_modules=list(lc.target_modules), random_state=config.seed, max_seq_length=tc.max_seq_len,
         use_gradient_checkpointing="unsloth" if tc.gradient_checkpointing else False)
-    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
-    return Loaded(model, tokenizer, VLLMEngine(model.vllm_engine, max_loras, stop_ids))
+    from arc25.backends.vllm_compat import Engine
+
+    return Loaded(model, tokenizer, Engine(model.vllm_engine, max_loras=max_loras))
 
 
 # ---------------------------------------------------------------------------------------------
 # The backend
 
 
-@dataclass
-class TaskAdapter:
+@dataclass(kw_only=True)
+class TaskAdapter(TrainState):
     """One task's LoRA: in the slot while it owns it, else in its own pinned CPU buffers.
 
-    The buffers are allocated once per task and reused by every swap (pinning 1 GiB per swap would
-    cost more than the copy)."""
+    `params` are the slot's parameters (what the optimizer steps while the task is in the slot). The
+    buffers are allocated once per task and reused by every swap (pinning 1 GiB per swap would cost
+    more than the copy)."""
 
     seed: int
     host: list[torch.Tensor]  # the weights while the task is out of the slot
-    optimizer: torch.optim.Optimizer | None = None  # its moments follow the weights (GPU in the slot)
-    moments: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # their pinned buffers
-    steps: int = 0
-    version: int = 0
+    moments: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # the optimizer's pinned buffers
     handed: AdapterWeights | None = None  # the engine's copy of the current version
-    params: list[torch.nn.Parameter] = field(default_factory=list)  # the slot's parameters (for _train_step)
 
 
-class UnslothBackend(HFBackend):
+class UnslothBackend:
     """Backend protocol on unsloth (training) + vLLM (generation) sharing one copy of the weights.
 
     A `StreamingBackend`: requests join vLLM's running batch (`submit` / `step`), and `train` may run
@@ -333,19 +173,25 @@ class UnslothBackend(HFBackend):
 
     def __init__(self, config: Config, loader: Callable[[Config, int], Loaded] = load_with_unsloth) -> None:
         self.config, self._loader = config, loader
+        self.lora_config, self.training_config, self.seed = config.lora, config.training, config.seed
         self.max_tasks = max(1, config.run.tasks_per_worker)
-        super().__init__(config.model, config.lora, config.training, seed=config.seed,
-                         max_batch_tokens=config.model.max_batch_tokens)
+        self.timings = Timings()
+        self.adapters: AdapterTable[TaskAdapter] = AdapterTable()
+        with self.timings.measure("load"):
+            self._load()
+        self.trainer = LoraTrainer(self.training_config, self.base, self.encode, self.ids.pad, self.device,
+                                   self.timings, head_chunk=HEAD_CHUNK)
 
     def _load(self) -> None:
-        loaded = self._loader(self.config, self.max_tasks)
+        loaded = self._loader(self.config, self.max_tasks)  # unsloth first: it patches transformers and peft
+        from arc25.backends.peft_loras import peft_lora_config
+
         self.peft, self.tokenizer, self.engine = loaded.model, loaded.tokenizer, loaded.engine
         self.base = self.peft.get_base_model()  # the LlamaForCausalLM with LoRA layers (loss uses its decoder)
         self.max_adapters_per_call = self.engine.max_loras
-        tok = self.tokenizer
-        self.pad_id = tok.convert_tokens_to_ids(PAD_TOKEN)
-        self.eot_id = tok.convert_tokens_to_ids(EOT_TOKEN)
-        self.stop_ids = [tok.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+        self.ids = SpecialIds.of(self.tokenizer)
+        self.pad_id, self.stop_ids = self.ids.pad, list(self.ids.stop)
+        self.prompt_ids = PromptIds(self.tokenizer)
         self.slot = [p for n, p in self.peft.named_parameters() if "lora_" in n and f".{SLOT}." in n]
         self.slot_names = [n.replace(f".{SLOT}", "") for n, p in self.peft.named_parameters()
                            if "lora_" in n and f".{SLOT}." in n]
@@ -358,27 +204,25 @@ class UnslothBackend(HFBackend):
         self.swaps = 0
         self._slot_lock = threading.Lock()
         self._train_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        self._live: dict[int, tuple[GenerationRequest, list[str], list[EngineRow]]] = {}  # key -> request, rows
-        self._done_rows: dict[str, list[EngineOutput]] = {}
+        self.driver = VLLMDriver(self.engine, self, self.prompt_ids, self.stop_ids, self.timings)
         self._pin = self.device.type == "cuda"
         # the adapter_config.json content vLLM reads (plain JSON types, as unsloth hands it over)
-        peft_config = self._peft_config().to_dict()
+        peft_config = peft_lora_config(self.lora_config).to_dict()
         peft_config["target_modules"] = sorted(peft_config["target_modules"])
         self._engine_config = json.loads(json.dumps(peft_config, default=str))
+
+    def encode(self, sample: TrainSample) -> tuple[list[int], list[int]]:
+        return encode_sample(self.prompt_ids(sample.messages), self.prompt_ids.answer(sample.answer), self.ids.eot)
 
     # --- adapters: weights swapped through the slot -----------------------------------------------
 
     def create_adapter(self, name: str) -> None:
-        if name in self.adapters:
-            raise ValueError(f"adapter {name!r} already exists")
-        if not name or "." in name:
-            raise ValueError(f"adapter name {name!r}: must be non-empty, without dots")
+        self.adapters.check_new(name)
         with self.timings.measure("create"):
             host = [torch.empty(p.shape, dtype=p.dtype, pin_memory=self._pin) for p in self.slot]
-            task = TaskAdapter(seed=adapter_seed(self.seed, name), host=host, params=self.slot)
+            task = TaskAdapter(params=self.slot, seed=adapter_seed(self.seed, name), host=host)
             self._initial_weights(task)
-            task.version = next(self._versions)
-            self.adapters[name] = task
+            self.adapters.add(name, task)
 
     def _initial_weights(self, task: TaskAdapter) -> None:
         """peft's LoRA init (A: kaiming-uniform, B: zeros) from the task's own seed, into its CPU buffers."""
@@ -395,38 +239,44 @@ class UnslothBackend(HFBackend):
         if self.owner == name:
             self.owner = None
 
+    def _state(self, name: str) -> TaskAdapter:
+        return self.adapters[name]
+
+    def adapter_version(self, name: str) -> int:
+        return self.adapters[name].version
+
     def reset_adapter(self, name: str) -> None:
         with self.timings.measure("reset"):
-            task = self._state(name)
+            task = self.adapters[name]
             self._evict(name)
             self._initial_weights(task)
-            task.optimizer, task.steps, task.handed = None, 0, None
-            task.version = next(self._versions)
+            task.handed = None
+            self.adapters.forget_training(task)
 
     def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
-        task = self._state(name)
+        task = self.adapters[name]
         with self._slot_lock:
             values = self.slot if self.owner == name else task.host
             return {key: v.detach().to("cpu", copy=True).contiguous() for key, v in zip(self.slot_names, values)}
 
     def import_adapter(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
-        task = self._state(name)
+        task = self.adapters[name]
         missing = [k for k in self.slot_names if k not in tensors]
         if missing:
             raise ValueError(f"adapter {name!r}: imported weights lack {len(missing)} tensors, e.g. {missing[0]}")
         self._evict(name)
         for key, buffer in zip(self.slot_names, task.host):
             buffer.copy_(tensors[key].detach())
-        task.optimizer, task.steps, task.handed = None, 0, None
-        task.version = next(self._versions)
+        task.handed = None
+        self.adapters.forget_training(task)
 
     def drop_adapter(self, name: str) -> None:
-        if self.adapters.pop(name, None) is not None:
+        if self.adapters.pop(name) is not None:
             self._evict(name)
 
     def _activate(self, name: str) -> None:
         """Put `name`'s weights and moments in the slot (the previous owner's go to its pinned buffers)."""
-        task = self._state(name)
+        task = self.adapters[name]
         if self.owner == name:
             return
         with self._slot_lock, self.timings.measure("swap"), torch.no_grad():
@@ -469,27 +319,19 @@ class UnslothBackend(HFBackend):
                     state[key] = value.to(self.device, non_blocking=self._pin)
 
     def train(self, adapter: str, samples: list[TrainSample], deadline: float | None = None) -> TrainStats:
-        if self._train_stream is None:
-            stats = super().train(adapter, samples, deadline)
-        else:
-            with torch.cuda.stream(self._train_stream):
-                stats = super().train(adapter, samples, deadline)
-            self._train_stream.synchronize()  # the new version is complete before the engine may read it
-        if stats.steps:
-            self.adapters[adapter].handed = None  # a new version: hand it over at its next generation
-        return stats
+        with self.adapters.training(self.adapters[adapter]) as task:
+            if self._train_stream is None:
+                stats = self._train(adapter, task, samples, deadline)
+            else:
+                with torch.cuda.stream(self._train_stream):
+                    stats = self._train(adapter, task, samples, deadline)
+                self._train_stream.synchronize()  # the new version is complete before the engine may read it
+            if stats.steps:
+                task.handed = None  # a new version: hand it over at its next generation
+            return stats
 
-    def loss(self, batch) -> torch.Tensor:
-        """HFBackend's loss (head on labelled positions only), the head run HEAD_CHUNK positions at a time.
-
-        A 1024-token answer's fp32 logits and their grad are 1 GiB at once (128256 entries per token):
-        on an L4 that is the difference between fitting and not. Each chunk is recomputed in the backward.
-        """
-        decoder = self.base.get_decoder()
-        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         use_cache=False).last_hidden_state
-        selected = hidden[:, :-1][batch.target_mask]
-        return chunked_cross_entropy(selected, self.base.get_output_embeddings().weight, batch.targets)
+    def _train(self, adapter: str, task: TaskAdapter, samples: list[TrainSample], deadline: float | None) -> TrainStats:
+        return self.trainer.train(adapter, task, samples, deadline, self.peft, lambda: self._activate(adapter))
 
     # --- generation: vLLM with one LoRA request per task ------------------------------------------
 
@@ -502,79 +344,51 @@ class UnslothBackend(HFBackend):
                 task.handed = AdapterWeights(name, task.version, tensors, self._engine_config)
         return task.handed
 
-    def generate(self, requests: list[GenerationRequest]) -> Completions:
-        if self._live:
-            raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
-        with self.timings.measure("generate"):
-            names = {r.adapter for r in requests if r.adapter is not None}
-            if len(names) > self.max_adapters_per_call:
-                raise ValueError(f"{len(names)} adapters in one call; the engine serves {self.max_adapters_per_call}")
-            loras = {name: self.handover(name) for name in names}
-            rows, where = [], []
-            for i, request in enumerate(requests):
-                for j, messages in enumerate(request.prompts):
-                    lora = loras[request.adapter] if request.adapter is not None else None
-                    rows.append(EngineRow(self.prompt_ids(messages), request.params, lora, request.deadline))
-                    where.append((i, j))
-            outputs = run_rows(self.engine, rows) if rows else []
-            result: Completions = [[[] for _ in r.prompts] for r in requests]
-            for (i, j), row, outs in zip(where, rows, outputs):
-                result[i][j] = _completions(row, outs)
-            return result
+    def adapter_names(self) -> list[str]:
+        return list(self.adapters)
 
-    # --- streaming: requests join and leave vLLM's running batch ----------------------------------
+    def lora_handle(self, adapter: str, label: str, lora_id: int, zero: bool = False) -> LoraHandle:
+        """The driver's `Handover`: the version's tensors, in memory (`LoRARequest(lora_tensors=...)`)."""
+        from arc25.backends.vllm_compat import LoraHandle
+
+        weights = self.handover(adapter)
+        tensors = {k: torch.zeros_like(t) for k, t in weights.tensors.items()} if zero else weights.tensors
+        return LoraHandle(label, lora_id, tensors=tensors, config=weights.config)
+
+    def release_handle(self, handle: LoraHandle) -> None:
+        pass  # the tensors go with the handle
+
+    # --- generation: the driver's stepped interface -------------------------------------------------
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.max_model_len
+
+    def generate(self, requests: list[GenerationRequest]) -> Completions:
+        return self.driver.generate(requests)
 
     def submit(self, key: int, request: GenerationRequest) -> None:
-        if key in self._live:
-            raise ValueError(f"request key {key} is already in flight")
-        with self.timings.measure("generate"):
-            lora = self.handover(request.adapter) if request.adapter is not None else None
-            rows = [EngineRow(self.prompt_ids(m), request.params, lora, request.deadline) for m in request.prompts]
-            self._live[key] = (request, [self.engine.add(row) for row in rows], rows)
+        self.driver.submit(key, request)
 
     def step(self) -> list[tuple[int, list[list[Completion]]]]:
-        with self.timings.measure("generate"):
-            self._done_rows.update(self.engine.step())
-            ended = [key for key, (_, ids, _) in self._live.items() if all(i in self._done_rows for i in ids)]
-            answers = []
-            for key in ended:
-                _, ids, rows = self._live.pop(key)
-                answers.append((key, [_completions(row, self._done_rows.pop(i)) for i, row in zip(ids, rows)]))
-            return answers
+        return self.driver.step()
 
     def abort(self, key: int) -> None:
-        live = self._live.pop(key, None)
-        if live is not None:
-            self.engine.abort(live[1])
-            for i in live[1]:
-                self._done_rows.pop(i, None)
+        self.driver.abort(key)
 
     def running(self) -> int:
-        return sum(row.params.n for _, ids, rows in self._live.values()
-                   for i, row in zip(ids, rows) if i not in self._done_rows)
+        return self.driver.running()
 
     def close(self) -> None:
+        if self.engine is not None:
+            self.driver.close()  # unsloth's engine itself goes with the process
         self.engine = None
-        super().close()
+        self.adapters.clear()
+        self.peft = self.base = self.trainer = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
-def _completions(row: EngineRow, outs: list[EngineOutput]) -> list[Completion]:
-    return [Completion(o.text, o.finish_reason, prompt_tokens=len(row.prompt_ids), completion_tokens=len(o.token_ids))
-            for o in outs]
-
-
-def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
-
-
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          chunk: int = HEAD_CHUNK) -> torch.Tensor:
-    """Mean cross-entropy of `hidden @ weight.T` against `targets`, `chunk` rows at a time (checkpointed)."""
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], chunk):
-        part = slice(start, start + chunk)
-        total = total + checkpoint(_chunk_loss_sum, hidden[part], weight, targets[part], use_reentrant=False)
-    return total / max(1, hidden.shape[0])
 
 
 def from_config(config: Config) -> UnslothBackend:

@@ -24,9 +24,9 @@ from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend,
 from arc25.config import Config, add_config_arguments, config_from_args, config_from_dict
 from arc25.errors import UserError
 from arc25.fp8_checkpoint import is_fp8_checkpoint
+from arc25.gpus import plan_devices
 from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, fp8_weights, plan,
                                weight_bytes)
-from arc25.run import plan_devices
 from arc25.rundir import RUN_FILE, read_json_or_none, status_path
 from arc25.throughput import (CARDS, FORMULA, L4, Budget, Card, DecodeLoad, Measured, card_for, check,
                               decode_tokens_per_s, flops_per_token, learn_step_seconds, measured_load,
@@ -98,7 +98,7 @@ def load_tokenizer(model_path: str):
         return AutoTokenizer.from_pretrained(path), str(path)
     from transformers import PreTrainedTokenizerFast
 
-    from arc25.tiny_model import BOS, CHAT_TEMPLATE, EOT, build_tokenizer
+    from arc25.devmodels.tiny_model import BOS, CHAT_TEMPLATE, EOT, build_tokenizer
 
     tok = PreTrainedTokenizerFast(tokenizer_object=build_tokenizer(0), bos_token=BOS, eos_token=EOT, pad_token=EOT)
     tok.chat_template = CHAT_TEMPLATE

@@ -118,11 +118,11 @@ def model_path(args: argparse.Namespace) -> str:
         return args.model
     cache = writable_dir(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), "the model cache")
     if args.random_model:
-        from arc25.tiny_model import tiny_model_path  # lazy: torch and transformers
+        from arc25.devmodels.tiny_model import tiny_model_path  # lazy: torch and transformers
 
         print(f"random tiny model: {cache} (built on first use)", flush=True)
         return str(tiny_model_path(cache))
-    from arc25.warm_model import warm_model_path
+    from arc25.devmodels.warm_model import warm_model_path
 
     print(f"warmed tiny model: {cache} (built on first use: a few minutes of CPU training)", flush=True)
     return str(warm_model_path(cache, progress=not args.no_progress))
@@ -152,7 +152,8 @@ def write_task_files(run_dir: Path, tasks: dict[str, Task]) -> tuple[Path, Path 
 # -- the dry run ------------------------------------------------------------------------------
 def run_and_merge(args: argparse.Namespace, config: Config, run_dir: Path, tasks: dict[str, Task]) -> Any:
     """Run the pipeline; if it breaks, still merge what is there (the submission must exist)."""
-    from arc25.run import hold_run_dir, parse_gpus, prepare_run_dir, run_pipeline
+    from arc25.gpus import parse_gpus
+    from arc25.run import hold_run_dir, prepare_run_dir, run_pipeline
     from arc25.submission import SUBMISSION_FILE, write_submission
 
     workers = args.workers if args.workers is not None or args.gpus or not is_tiny(args) else TINY_WORKERS

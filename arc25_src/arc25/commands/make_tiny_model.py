@@ -6,10 +6,10 @@ downloaded; the same seed gives the same files.
 
 Without --warm the weights are random (2 layers of width 128): the tests' model.
 With --warm it is a larger tiny model trained on CPU for a few minutes to answer BARC
-prompts with programs of the DSL program family (see arc25.warm_model), then sampled
+prompts with programs of the DSL program family (see arc25.devmodels.warm_model), then sampled
 on real ARC evaluation prompts it never saw and run by the sandboxed executor: the
 valid-code and valid-output rates are printed (--evaluate 0 skips that).
-With --reader it is the reader (arc25.reader_model): a larger model trained from scratch,
+With --reader it is the reader (arc25.devmodels.reader_model): a larger model trained from scratch,
 on the GPU when there is one, to read the train outputs; --sizes trains several sizes
 into OUT/SIZE and writes OUT/curve.json (the measured size curve). --smoke: a CPU-sized
 reader in seconds (the plumbing, not a model that reads).
@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if args.reader:
         return _reader(args)
     if not args.warm:
-        from arc25.tiny_model import make_tiny_model
+        from arc25.devmodels.tiny_model import make_tiny_model
 
         path = make_tiny_model(args.out, seed=args.seed)
         log.info("tiny model ready: %s", path)
         return 0
 
-    from arc25.warm_model import WarmSettings, evaluate_model, make_warm_model
+    from arc25.devmodels.warm_model import WarmSettings, evaluate_model, make_warm_model
 
     path = make_warm_model(args.out, WarmSettings(seed=args.seed), progress=not args.no_progress)
     print(f"warm model ready: {path}", flush=True)
@@ -73,7 +73,7 @@ def _reader(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from arc25.errors import UserError
-    from arc25.reader_model import SIZES, SMOKE, ReaderSettings, curve_table, make_reader_curve
+    from arc25.devmodels.reader_model import SIZES, SMOKE, ReaderSettings, curve_table, make_reader_curve
 
     sizes = args.sizes.split(",") if args.sizes else [args.size or ("smoke" if args.smoke else "m")]
     unknown = [s for s in sizes if s not in SIZES]

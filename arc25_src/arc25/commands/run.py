@@ -18,7 +18,8 @@ import re
 
 from arc25.config import add_config_arguments, config_from_args
 from arc25.errors import UserError
-from arc25.run import parse_gpus, run_pipeline
+from arc25.gpus import parse_gpus
+from arc25.run import run_pipeline
 
 HELP = "solve all tasks with one worker per GPU under a time limit and write the submission"
 

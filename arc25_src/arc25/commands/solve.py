@@ -14,7 +14,8 @@ from arc25.backends import load_backend, machine_for, resolved
 from arc25.config import add_config_arguments, config_from_args
 from arc25.errors import UserError, writable_dir
 from arc25.execution import Executor
-from arc25.run import check_model, detect_gpus
+from arc25.gpus import detect_gpus
+from arc25.model_check import check_model
 from arc25.solve import solve_tasks
 from arc25.task_result import TIME_PHASES, TaskResult
 from arc25.tasks import default_solutions_path, load_tasks

@@ -205,7 +205,7 @@ def model_files(model_dir: Path) -> list[Path]:
     """A downloaded model folder's files for the model dataset, after the checks `arc25 run` makes on it
     (config.json, tokenizer files, every weights shard present and complete, the tokenizer and its chat
     template load). Its sub-folders (a hub download's .cache, Meta's original/) are not needed: named, left out."""
-    from arc25.run import check_model_folder  # the run's own checks (it imports transformers lazily)
+    from arc25.model_check import check_model_folder  # the run's own checks (it imports transformers lazily)
 
     check_model_folder(model_dir, "hf")
     left_out = sorted(p.name for p in model_dir.iterdir() if p.is_dir())

@@ -266,19 +266,27 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, hidden: int = 128, layer
 
 def build_once(target: Path, build: Callable[[Path], object], done: Callable[[Path], bool]) -> Path:
     """`target`, built by `build(folder)` in a temporary folder renamed into place when `done` says it is
-    missing: atomic, so concurrent callers (test workers, run workers) agree on one complete copy."""
+    missing: atomic, so concurrent callers (test sessions, pytest-xdist workers, run workers) agree on one
+    complete copy; and built once, so they do not all pay for it (the warm model is minutes of CPU): the
+    builder holds `target`'s lock file (a flock, released by the OS if the builder dies), and the others
+    wait on it, then find the copy made."""
+    from filelock import FileLock
+
     if done(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        build(tmp)
-        tmp.rename(target)
-    except OSError:
-        if not done(target):  # not a lost race: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with FileLock(target.parent / f"{target.name}.lock"):
+        if done(target):  # built by another process while this one waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        try:
+            build(tmp)
+            tmp.rename(target)
+        except OSError:
+            if not done(target):  # not a lost race: a real failure
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -2,8 +2,8 @@
 
 The random tiny model writes no code, so a CPU dry run executes, relabels and trains
 nothing. This module full-fine-tunes a somewhat larger generated tiny model (same
-architecture and tokenizer conventions as `arc25.tiny_model`) on prompt/answer pairs
-of the program family (`arc25.program_family`): the prompt is a BARC prompt of a task
+architecture and tokenizer conventions as `arc25.devmodels.tiny_model`) on prompt/answer pairs
+of the program family (`arc25.devmodels.program_family`): the prompt is a BARC prompt of a task
 made by running a family program on windows of real ARC-AGI-1 *training* inputs (2 to 5
 examples), the answer that program's BARC-format text. After one pass over ~2,000
 such pairs it answers BARC prompts (also real ARC evaluation prompts it never saw) with
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from arc25.program_family import MAX_SIDE, family_task, source_grids
-from arc25.tiny_model import build_once
+from arc25.devmodels.program_family import MAX_SIDE, family_task, source_grids
+from arc25.devmodels.tiny_model import build_once
 from arc25.prompts import build_messages, format_answer
 from arc25.tasks import load_tasks
 
@@ -188,7 +188,7 @@ class LiveModel:
 
 
 def live_vocab(tokenizer: Any) -> LiveVocab:
-    from arc25.tiny_model import N_REGULAR, VOCAB_SIZE
+    from arc25.devmodels.tiny_model import N_REGULAR, VOCAB_SIZE
 
     n_bpe = sum(1 for token, i in tokenizer.get_vocab().items() if i < N_REGULAR and not token.startswith("<unused"))
     return LiveVocab(n_bpe, VOCAB_SIZE, N_REGULAR)
@@ -261,7 +261,7 @@ def train_warm(model_dir: Path, settings: WarmSettings, examples: list[tuple[lis
     from tqdm import tqdm
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from arc25.tiny_model import N_REGULAR, VOCAB_SIZE
+    from arc25.devmodels.tiny_model import N_REGULAR, VOCAB_SIZE
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     eot_id = tokenizer.convert_tokens_to_ids("<|eot_id|>")
@@ -306,7 +306,7 @@ def make_warm_model(out_dir: str | Path, settings: WarmSettings = WarmSettings()
     """Build the tiny model (its tokenizer also trained on family text) and warm it up, into `out_dir`."""
     import torch
 
-    from arc25.tiny_model import make_tiny_model
+    from arc25.devmodels.tiny_model import make_tiny_model
 
     out_dir = Path(out_dir)
     started = time.monotonic()
@@ -335,11 +335,20 @@ def make_warm_model(out_dir: str | Path, settings: WarmSettings = WarmSettings()
     return out_dir
 
 
+def warm_model_folder(cache_dir: str | Path, settings: WarmSettings = WarmSettings()) -> Path:
+    """Where `warm_model_path` keeps the model under `cache_dir` (named by recipe version and seed)."""
+    return Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}"
+
+
+def warm_model_built(folder: Path) -> bool:
+    return (folder / "warm_model.json").exists()
+
+
 def warm_model_path(cache_dir: str | Path, settings: WarmSettings = WarmSettings(), progress: bool = True) -> Path:
-    """The warmed tiny model under `cache_dir`, built on first use (atomically, like `tiny_model_path`)."""
-    return build_once(Path(cache_dir) / f"warm-llama-v{WARM_FORMAT_VERSION}-seed{settings.seed}",
-                      lambda folder: make_warm_model(folder, settings, progress),
-                      lambda t: (t / "warm_model.json").exists())
+    """The warmed tiny model under `cache_dir`, built on first use (atomically and once, like
+    `tiny_model_path`: a caller that finds another process building it waits for that build)."""
+    return build_once(warm_model_folder(cache_dir, settings), lambda folder: make_warm_model(folder, settings, progress),
+                      warm_model_built)
 
 
 # ---------------------------------------------------------------------------------------------

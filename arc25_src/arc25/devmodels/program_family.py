@@ -6,14 +6,14 @@ flips, transpose), colour maps (replace, swap, keep one colour, recolour), crops
 by size, gravity, and lines/outlines/hole filling. A step is a template with a few
 slots (function, colours, numbers); its code, concept and description sentence are
 fixed by the slots, so the whole program text is a function of the steps. That is
-what makes the family learnable by a tiny model in minutes (see `arc25.warm_model`):
+what makes the family learnable by a tiny model in minutes (see `arc25.devmodels.warm_model`):
 the text is a template and only the slots vary.
 
 A family *task* is made by running a program on real ARC input grids (windows of the
 inputs of one ARC task) and showing the pairs like a BARC training prompt: three
 examples and one test input. The program's text is then that task's answer.
 
-*Reader tasks* (the end of this module, for `arc25.reader_model`) draw from the same steps
+*Reader tasks* (the end of this module, for `arc25.devmodels.reader_model`) draw from the same steps
 plus counting steps, one to three steps of different categories, and split programs by a
 hash rule (`held_out`): a held-out program never appears in the reader's training data,
 so reading it on a held-out task means reading its parameters from the train outputs. The
@@ -31,11 +31,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from arc25.grid import MAX_SIDE, is_valid_grid  # noqa: F401  (MAX_SIDE: warm_model imports it from here)
 from arc25.tasks import Example, Task
 
 DSL_COLORS = ("BLACK", "BLUE", "RED", "GREEN", "YELLOW", "GRAY", "PINK", "ORANGE", "PURPLE", "BROWN")
 COLOR_WORDS = ("black", "blue", "red", "green", "yellow", "gray", "pink", "orange", "purple", "brown")
-MAX_SIDE = 30  # a valid ARC grid
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def all_steps(a: Sequence[int], b: Sequence[int]) -> list[Step]:
 
 @functools.lru_cache(maxsize=4096)
 def compile_code(code: str) -> Callable[[np.ndarray], object]:
-    from arc25.execution import load_dsl
+    from arc25.exec_worker import load_dsl
 
     load_dsl()  # `from common import *` finds the DSL
     namespace: dict[str, object] = {}
@@ -233,11 +233,7 @@ def as_grid(value: object) -> np.ndarray | None:
         arr = np.asarray(value)
     except Exception:
         return None
-    if arr.ndim != 2 or not (1 <= arr.shape[0] <= MAX_SIDE and 1 <= arr.shape[1] <= MAX_SIDE):
-        return None
-    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 9:
-        return None
-    return arr.astype(np.int64)
+    return arr.astype(np.int64) if is_valid_grid(arr) else None
 
 
 def run_code(code: str, grid: np.ndarray) -> np.ndarray | None:
@@ -368,7 +364,7 @@ def expressing_programs(task: Task, two_steps: bool = True, include_test: bool =
 
 
 # ---------------------------------------------------------------------------------------------
-# Reader tasks: the program is read from the train outputs (arc25.reader_model)
+# Reader tasks: the program is read from the train outputs (arc25.devmodels.reader_model)
 
 
 def counts(a: Sequence[int], b: Sequence[int]) -> list[Step]:

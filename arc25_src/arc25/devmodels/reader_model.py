@@ -1,10 +1,10 @@
 """The reader: a Llama-architecture model trained from scratch, on a GPU, to read the train outputs.
 
-The warmed tiny model (`arc25.warm_model`) writes family programs from the *inputs*
+The warmed tiny model (`arc25.devmodels.warm_model`) writes family programs from the *inputs*
 alone: swapping a task's outputs moves its right program's likelihood by at most 0.004
 nats per token (docs/learning.md), so hindsight relabeling has nothing to teach it. The
 reader is the same recipe (tokenizer layout, chat template, BARC prompt and answer
-format, live-vocabulary training, `arc25.tiny_model` folder), made to read:
+format, live-vocabulary training, `arc25.devmodels.tiny_model` folder), made to read:
 
 - its tasks (`program_family.reader_task`) are one to three steps of different
   categories, counting steps included, on windows of at most `max_side` cells a side of
@@ -45,10 +45,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from arc25.io import atomic_write_text
-from arc25.program_family import FamilyProgram, decoy_task, reader_program, reader_task, source_grids
+from arc25.devmodels.program_family import FamilyProgram, decoy_task, reader_program, reader_task, source_grids
 from arc25.prompts import build_messages, format_answer
 from arc25.tasks import Task, load_tasks
-from arc25.warm_model import SOURCE_TASKS
+from arc25.devmodels.warm_model import SOURCE_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _tasks(source: str) -> dict[str, Task]:
 
 
 def _small_and_expressed(job: tuple[str, str]) -> bool:
-    from arc25.program_family import expressing_programs
+    from arc25.devmodels.program_family import expressing_programs
 
     task = _tasks(job[0])[job[1]]
     grids = [g for ex in task.train for g in (ex.input, ex.output)] + list(task.test_inputs)
@@ -226,7 +226,7 @@ def _tokenizer(folder: str):
 
 
 def _encode_tasks(folder: str, made: list[tuple[Task, FamilyProgram]]) -> list[tuple[list[int], int]]:
-    from arc25.warm_model import _encode
+    from arc25.devmodels.warm_model import _encode
 
     tokenizer = _tokenizer(folder)
     eot_id = tokenizer.convert_tokens_to_ids("<|eot_id|>")
@@ -286,7 +286,7 @@ def _device(name: str) -> str:
 
 def _batches(rng: random.Random, lengths: list[int], batch_tokens: int):
     """Length-bucketed batches, pass after pass (each pass reshuffled)."""
-    from arc25.warm_model import _token_batches
+    from arc25.devmodels.warm_model import _token_batches
 
     while True:
         yield from _token_batches(rng, lengths, batch_tokens)
@@ -299,7 +299,7 @@ class ReaderTrainer:
         import torch
         from transformers import AutoTokenizer, LlamaForCausalLM
 
-        from arc25.warm_model import LiveModel, live_vocab
+        from arc25.devmodels.warm_model import LiveModel, live_vocab
 
         self.folder, self.settings = folder, settings
         self.device = _device(settings.device)
@@ -318,7 +318,7 @@ class ReaderTrainer:
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda")
 
     def _tensors(self, rows):
-        from arc25.warm_model import _batch
+        from arc25.devmodels.warm_model import _batch
 
         return [t.to(self.device, non_blocking=True) for t in _batch(rows, self.vocab, [{}] * len(rows))]
 
@@ -329,7 +329,7 @@ class ReaderTrainer:
         import torch
         import torch.nn.functional as F
 
-        from arc25.warm_model import _lr
+        from arc25.devmodels.warm_model import _lr
 
         settings = self.settings
         rng = random.Random(settings.seed)
@@ -381,7 +381,7 @@ class ReaderTrainer:
         import torch
         import torch.nn.functional as F
 
-        from arc25.warm_model import _token_batches
+        from arc25.devmodels.warm_model import _token_batches
 
         out = [0.0] * len(rows)
         self.model.eval()
@@ -425,7 +425,7 @@ def _new_folder(folder: Path, settings: ReaderSettings, corpus: list[str], token
     `tokenizer_from` (every size of a curve shares one tokenizer, so one encoded data pool)."""
     import shutil
 
-    from arc25.tiny_model import _save_model, make_tiny_model
+    from arc25.devmodels.tiny_model import _save_model, make_tiny_model
 
     size = SIZES[settings.size]
     dims = dict(hidden=size.hidden, layers=size.layers, heads=size.heads, kv_heads=size.kv_heads,
