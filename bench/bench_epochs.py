@@ -38,8 +38,9 @@ from arc25.backends import load_backend
 from arc25.config import Config, load_config
 from arc25.execution import Executor
 from arc25.prompts import PromptSpec, build_messages, format_answer, tokenize_prompt
-from arc25.scheduler import EngineLog, adapter_slots
-from arc25.search_and_learn import solve_tasks
+from arc25.scheduler import EngineLog
+from arc25.slots import adapter_slots
+from arc25.solve import solve_tasks
 from arc25.task_result import TIME_PHASES
 from arc25.tasks import load_tasks
 from arc25.devmodels.tiny_model import tiny_model_path
@@ -146,7 +147,7 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     overhead = totals["reset"] + totals["relabel"]
     return {"mode": mode, "lora_at_k1": bool(backend.lora_slots), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
-            "running": summary["mean_running"],
+            "running": summary["tokens_per_step"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
 
 

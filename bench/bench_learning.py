@@ -161,7 +161,7 @@ def run_arm(arm: str, seed: int, task_ids: list[str], model_dir: str, n_predicti
     from arc25.backends import load_backend
     from arc25.config import load_config
     from arc25.execution import Executor
-    from arc25.search_and_learn import solve_tasks
+    from arc25.solve import solve_tasks
 
     torch.set_num_threads(1)
     all_tasks = load_tasks(SOURCE)
@@ -335,8 +335,9 @@ def run_reader(args) -> None:
     from arc25.execution import Executor
     from arc25.io import atomic_write_text
     from arc25.devmodels.reader_model import heldout_tasks, model_real_heldout
-    from arc25.scheduler import EngineLog, Scheduler, adapter_slots
+    from arc25.scheduler import EngineLog, Scheduler
     from arc25.search_and_learn import TaskSolver
+    from arc25.slots import adapter_slots
 
     started = time.time()
     end_by = args.end_by or float("inf")
@@ -402,7 +403,7 @@ def run_reader(args) -> None:
                            concurrent_training=run_config.run.concurrent_training) as scheduler:
                 for solver in scheduler.run():
                     job = owners.pop(id(solver))
-                    row = instance_row(job, heldout[job.task], solver, scheduler.error(solver), end_by)
+                    row = instance_row(job, heldout[job.task], solver, solver.error, end_by)
                     if row["complete"]:
                         instances.append(row)
                         queue.record(job, row["elapsed_s"])

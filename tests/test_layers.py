@@ -65,10 +65,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
 }
 
 # (importer, imported): why it is allowed for now. Remove an entry when its edge goes.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("arc25.search_and_learn", "arc25.scheduler"): "the solver/scheduler cycle (ADAPTER_SLOT, solve_tasks): "
-                                                   "issue 20 item 3 moves them to arc25.slots / arc25.solve",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 # What the untrusted child may import besides the standard library and its own layer (the DSL's arrays).
 CHILD_THIRD_PARTY = frozenset({"numpy", "scipy"})

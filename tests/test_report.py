@@ -10,7 +10,7 @@ import pytest
 from arc25 import report as report_module
 from arc25.backends.scripted import ScriptedBackend
 from arc25.report import RunData, load_run, pass_at_n_curve, write_report
-from arc25.search_and_learn import solve_tasks
+from arc25.solve import solve_tasks
 from arc25.submission import score_submission, write_submission
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS

@@ -20,7 +20,9 @@ from arc25.io import read_jsonl
 from arc25.metrics import PredictionMetrics
 from arc25.prediction import Prediction
 from arc25.prompts import ANSWER_PREFIX, PromptSpec, render_grid
-from arc25.search_and_learn import ADAPTER_SLOT, TaskSolver, solve_tasks
+from arc25.search_and_learn import Phase, TaskSolver
+from arc25.slots import ADAPTER_SLOT
+from arc25.solve import solve_tasks
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 
@@ -339,3 +341,26 @@ def test_unreadable_earlier_predictions_start_the_task_afresh(tasks, tmp_path, c
     s, _ = solver(task, [IDENTITY], config(max_epochs=1), tmp_path)
     assert s.state.predictions == [] and "truncated or corrupt after 0 rows" in caplog.text
     assert s.run().predictions == 8
+
+
+def test_the_solver_owns_its_phase_a_driver_asks_and_tells(tasks, tmp_path):
+    """Issue 20 item 3: the phase is the solver's (`Phase`); a driver tells it `fail(exc)` or `stop(reason)`
+    and reads `phase`, `done` and `error`. The first ending stands; a step out of its phase is refused with
+    the task named (not an `assert`, which `python -O` drops)."""
+    failing, _ = solver(tasks["3c9b0459"], [IDENTITY], config(), tmp_path / "failing")
+    assert failing.phase == Phase.SEARCH and not failing.done and failing.error is None
+    with pytest.raises(RuntimeError, match="3c9b0459: learn step in phase search"):
+        failing.learn()
+    boom = OSError("disk gone")
+    failing.fail(boom)
+    assert failing.phase == Phase.FAILED and failing.done and failing.error is boom
+    failing.stop("deadline")  # too late: it failed
+    assert failing.phase == Phase.FAILED and failing.state.stop_reason is None
+    assert failing.out_dir.is_dir() and not (failing.out_dir / "result.json").exists()  # fail writes nothing
+    stopped, _ = solver(tasks["3c9b0459"], [IDENTITY], config(), tmp_path / "stopped")
+    stopped.step()  # one search: the epoch's result is written
+    stopped.stop("deadline")
+    stopped.fail(OSError("late"))  # too late: it was stopped, its result stands
+    assert stopped.phase == Phase.DONE and stopped.error is None and stopped.result().status == "interrupted"
+    row = json.loads(json.dumps({"phase": stopped.phase}))  # the workers' status files show it as text
+    assert row == {"phase": "done"}

@@ -18,7 +18,7 @@ from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample, 
 from arc25.config import Config
 from arc25.prompts import format_answer
 from arc25.scheduler import EngineLog, union_s
-from arc25.search_and_learn import solve_tasks
+from arc25.solve import solve_tasks
 from arc25.tasks import load_tasks
 from helpers import TRAIN_2025, TRAIN_2025_SOLUTIONS
 
@@ -135,7 +135,9 @@ def test_the_scheduler_streams_k_tasks_and_trains_beside_the_engine(vllm_backend
     assert all(e.train_samples > 0 for r in results for e in r.epochs[:-1])  # every epoch but the last learned
     summary = log.summary()
     assert summary["calls"] == summary["generate_calls"] + 4  # 2 tasks x 2 learn steps, each a train span
-    assert summary["generated_tokens"] > 0 and summary["mean_running"] > 0
+    assert summary["generated_tokens"] > 0 and summary["mean_in_engine"] > 0
+    # the sequences decoding per step (one token each) are at most those in the engine (running + waiting)
+    assert 0 < summary["tokens_per_step"] <= summary["mean_in_engine"]
     # busy time is the union of generate and train spans (the thread trains while the engine decodes)
     assert summary["busy_s"] == pytest.approx(union_s(log.intervals), abs=1e-3)
     assert summary["busy_s"] <= summary["generate_s"] + summary["train_s"] + 1e-6

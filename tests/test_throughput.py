@@ -100,12 +100,19 @@ def test_doctor_check_reads_a_run_folder(tmp_path):
     config = load_config(overrides=["model.backend=unsloth"])
     (tmp_path / "workers").mkdir()
     (tmp_path / "run.json").write_text(json.dumps({"n_workers": 1, "config": config.to_dict()}))
-    engine = {"tokens_per_s": 3600.0, "mean_running": 40.0, "mean_prompt_tokens": 2000.0,
+    engine = {"tokens_per_s": 3600.0, "tokens_per_step": 40.0, "mean_in_engine": 170.0, "mean_prompt_tokens": 2000.0,
               "mean_completion_tokens": 512.0}
     (tmp_path / "workers" / "worker-0.status.json").write_text(json.dumps({"engine": engine}))
     text = doctor.format_check(tmp_path, H200, L4)
-    assert "measured: 3600 tok/s, 40.0 sequences running, context 2256 tokens" in text
+    # the sequences decoding are the tokens per engine step, not the 170 in the engine (running + waiting)
+    assert "measured: 3600 tok/s, 40.0 sequences running, context 2256 tokens" in text and "note" not in text
     assert "predicted at NVIDIA H200" in text and "the same load on NVIDIA L4" in text and "PREDICTION" in text
+    # a run made before tokens per step were recorded: its in-engine figure (then `mean_running`), said to overstate
+    engine = {"tokens_per_s": 3600.0, "mean_running": 170.0, "mean_prompt_tokens": 2000.0,
+              "mean_completion_tokens": 512.0}
+    (tmp_path / "workers" / "worker-0.status.json").write_text(json.dumps({"engine": engine}))
+    text = doctor.format_check(tmp_path, H200, L4)
+    assert "170.0 sequences in the engine (running + waiting)" in text and "overstate those decoding" in text
     (tmp_path / "workers" / "worker-0.status.json").write_text(json.dumps({"engine": {"tokens_per_s": 0}}))
     with pytest.raises(doctor.UserError, match="no worker measured its decoding"):
         doctor.format_check(tmp_path, H200, L4)

@@ -33,9 +33,11 @@ programs finish executing learns and searches alone, the others follow in their 
 calls) and the engine spends its time on near-empty calls: measured on an H100 with the 8B
 shape, 4 epochs took 2.47x the wall time of 1 epoch at equal predictions (docs/benchmarks.md).
 
-A solver that raises is finished with `error` set; the others carry on. A failing
-engine call fails the solvers that were in it. Engine time is logged per call
-(`EngineLog`), which gives the worker's busy fraction and the report's timeline.
+The solvers own their phases (`arc25.search_and_learn.Phase`): the scheduler asks them and tells them
+(`stop`, `fail`), never sets a phase itself. A solver that raises is failed (`solver.fail(exc)`: its
+error is on it) and leaves; the others carry on. A failing engine call fails the solvers that were in it.
+Both modes admit adapters by the engine interface's one rule (`arc25.backends.base.admits`). Engine
+time is logged per call (`EngineLog`), which gives the worker's busy fraction and the report's timeline.
 """
 
 from __future__ import annotations
@@ -48,26 +50,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from arc25.backends.base import Backend, streams
+from arc25.backends.base import Backend, Completion, admits, streams
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
 from arc25.rundir import append_log_line
-from arc25.search_and_learn import ADAPTER_SLOT, Job, TaskSolver
+from arc25.search_and_learn import Job, Phase, TaskSolver
 
 log = logging.getLogger(__name__)
 
 Refill = Callable[[str], "TaskSolver | None"]  # a free adapter slot -> a new solver using it, or None
 STEP_SLICE_S = 0.25  # streaming: engine steps per round, between looks at executions and learn steps
-
-
-def adapter_slots(backend: Backend, k: int) -> list[str]:
-    """Create k adapter slots once per process (the solvers reset them per task)."""
-    names = [ADAPTER_SLOT] + [f"slot{i}" for i in range(1, k)]
-    for name in names:
-        try:
-            backend.adapter_version(name)  # made by an earlier call in this process: reuse it
-        except KeyError:
-            backend.create_adapter(name)
-    return names
 
 
 @dataclass
@@ -78,7 +69,10 @@ class EngineSpan:
     tasks: list[str]
     sequences: int = 0  # completions ended (generate) or samples trained (train)
     tokens: int = 0  # completion tokens (generate) or trained tokens (train)
-    running: float = 0.0  # generate: mean sequences in the engine per step (streaming); 0: not measured
+    # generate, streaming: mean sequences submitted and not ended per engine step, running and waiting alike
+    # (the engine interface's `running()` cannot tell them apart); 0: not measured
+    in_engine: float = 0.0
+    steps: int = 0  # generate, streaming: engine steps taken in the span
     prompt_tokens: int = 0  # generate: the prompt tokens of the completions that ended (each sequence's context)
 
 
@@ -94,9 +88,11 @@ class EngineLog:
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"generate": 0, "train": 0})
     # (start, end) of every span: training beside generation overlaps, busy time is their union
     intervals: list[tuple[float, float]] = field(default_factory=list)
-    running_s: float = 0.0  # sum of span.running x duration over generate spans that measured it
+    in_engine_s: float = 0.0  # sum of span.in_engine x duration over generate spans that measured it
+    in_engine_span_s: float = 0.0
     prompt_tokens: int = 0  # generate spans' prompt tokens, one prompt per completion
-    running_span_s: float = 0.0
+    steps: int = 0  # engine steps of the streaming spans
+    step_tokens: int = 0  # completion tokens of the streaming spans
 
     def record(self, span: EngineSpan) -> None:
         self.busy_s[span.kind] = self.busy_s.get(span.kind, 0.0) + span.end - span.start
@@ -106,9 +102,12 @@ class EngineLog:
         self.intervals.append((span.start, span.end))
         if span.kind == "generate":
             self.prompt_tokens += span.prompt_tokens
-        if span.running:
-            self.running_s += span.running * (span.end - span.start)
-            self.running_span_s += span.end - span.start
+        if span.in_engine:
+            self.in_engine_s += span.in_engine * (span.end - span.start)
+            self.in_engine_span_s += span.end - span.start
+        if span.steps:
+            self.steps += span.steps
+            self.step_tokens += span.tokens
         if self.path is not None:
             append_log_line(self.path, asdict(span))  # best effort: a full disk costs log lines, not the run
 
@@ -125,8 +124,12 @@ class EngineLog:
             "generate_calls": self.calls_by_kind.get("generate", 0),
             # a full call decodes many sequences at once; few per call means a starved engine
             "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
-            # streaming: how full the engine was while it decoded (sequences in flight per step)
-            "mean_running": round(self.running_s / self.running_span_s, 1) if self.running_span_s else 0.0,
+            # streaming: sequences submitted and not ended per step, running + waiting (an upper bound on those
+            # decoding at once: requests wait when the KV cache or max_num_seqs is full)
+            "mean_in_engine": round(self.in_engine_s / self.in_engine_span_s, 1) if self.in_engine_span_s else 0.0,
+            # streaming: sequences decoding at once, measured: a decoding step makes one token per running
+            # sequence (tokens of requests aborted or still in flight are not counted: slightly low)
+            "tokens_per_step": round(self.step_tokens / self.steps, 1) if self.steps else 0.0,
             # each running sequence's context (what a decoding step reads of the KV cache): arc25.throughput
             "mean_prompt_tokens": round(self.prompt_tokens / max(1, self.sequences.get("generate", 0)), 1),
             "mean_completion_tokens": round(self.tokens.get("generate", 0) / max(1, self.sequences.get("generate", 0)), 1),
@@ -152,7 +155,6 @@ class Scheduler:
         self.backend, self.executor, self.refill = backend, executor, refill
         self.free = list(slots)
         self.solvers: list[TaskSolver] = []
-        self.errors: dict[int, BaseException] = {}  # id(solver) -> why it failed
         self.engine_log = engine_log or EngineLog()
         self.idle_wait_s = idle_wait_s
         self.gather_s = gather_s
@@ -166,7 +168,6 @@ class Scheduler:
         self._submitted_at: dict[int, float] = {}
         self._keys = itertools.count()
         self._span: EngineSpan | None = None  # streaming: the engine's current busy stretch
-        self._span_steps = 0
         self.exhausted = False  # refill returned None: nothing to claim right now
         log.info("scheduler: %s, %s", "streaming" if self.streaming else "one engine call per round",
                  "training beside the engine" if self.concurrent_training else "training between engine work")
@@ -216,9 +217,6 @@ class Scheduler:
         self._collect_executions()
         self._collect_training()
         return self._retire()
-
-    def error(self, solver: TaskSolver) -> BaseException | None:
-        return self.errors.get(id(solver))
 
     def stop(self, solver: TaskSolver, reason: str) -> None:
         """End a solver now (e.g. the run's deadline), once its learn step (if one runs) has returned.
@@ -271,8 +269,7 @@ class Scheduler:
 
     def _fail(self, solver: TaskSolver, exc: BaseException) -> None:
         log.error("task %s failed: %s: %s", solver.task.task_id, type(exc).__name__, exc, exc_info=exc)
-        self.errors[id(solver)] = exc
-        solver.state.phase = "done"  # not stop(): a failed task writes nothing more
+        solver.fail(exc)  # not stop(): a failed task writes nothing more
 
     def _learn(self, solver: TaskSolver) -> tuple[float, float]:
         start = time.time()
@@ -285,7 +282,7 @@ class Scheduler:
                                           sequences=epoch.train_samples if epoch else 0))
 
     def _train(self) -> bool:
-        learners = [s for s in self.solvers if s.phase == "learn" and s not in self._training.values()]
+        learners = [s for s in self.solvers if s.phase == Phase.LEARN and s not in self._training.values()]
         for solver in learners:
             start = time.time()
             try:
@@ -298,12 +295,12 @@ class Scheduler:
     def _start_training(self) -> bool:
         """Streaming: learners go to the training thread (they run there one after another)."""
         if self._trainer is None:
-            if any(s.phase == "learn" for s in self.solvers):
+            if any(s.phase == Phase.LEARN for s in self.solvers):
                 self._close_span()  # the engine waits while this thread trains
             return self._train()
         training = set(map(id, self._training.values()))
         for solver in self.solvers:
-            if solver.phase == "learn" and id(solver) not in training:
+            if solver.phase == Phase.LEARN and id(solver) not in training:
                 self._training[self._trainer.submit(self._learn, solver)] = solver
         return False  # the engine's work is elsewhere: a round with nothing to step waits
 
@@ -322,12 +319,10 @@ class Scheduler:
         adapters = {s.adapter for s in self._in_flight.values() if s.adapter_ready}
         submitted = False
         for solver in self.solvers:
-            if solver.phase != "search" or id(solver) in flying:
+            if solver.phase != Phase.SEARCH or id(solver) in flying:
                 continue
-            if solver.adapter_ready and solver.adapter not in adapters:
-                if len(adapters) >= self.backend.max_adapters_per_call:
-                    continue  # the engine's LoRA slots are taken: when a request ends
-                adapters.add(solver.adapter)
+            if not self._admit(adapters, solver):
+                continue  # the engine's LoRA slots are taken: when a request ends
             key = next(self._keys)
             try:
                 self.backend.submit(key, solver.request())
@@ -348,11 +343,11 @@ class Scheduler:
             self._close_span()  # one span per set of tasks sharing the engine: the report shows who did
         if self._span is None:
             now = time.time()
-            self._span, self._span_steps = EngineSpan("generate", now, now, tasks), 0
+            self._span = EngineSpan("generate", now, now, tasks)
         until = time.time() + STEP_SLICE_S
         while self._in_flight and time.time() < until:
-            self._span.running += self.backend.running()
-            self._span_steps += 1
+            self._span.in_engine += self.backend.running()
+            self._span.steps += 1
             try:
                 answers = self.backend.step()
             except Exception as exc:  # noqa: BLE001 - the tasks in flight fail, the worker goes on
@@ -370,7 +365,7 @@ class Scheduler:
         self._span.end = time.time()
         return True
 
-    def _answer(self, key: int, answer) -> None:
+    def _answer(self, key: int, answer: list[list[Completion]]) -> None:
         solver = self._in_flight.pop(key, None)
         submitted = self._submitted_at.pop(key, time.time())
         if solver is None or solver.done:
@@ -385,29 +380,30 @@ class Scheduler:
     def _close_span(self) -> None:
         span, self._span = self._span, None
         if span is not None and span.end > span.start:
-            span.running = round(span.running / max(1, self._span_steps), 2)
+            span.in_engine = round(span.in_engine / max(1, span.steps), 2)
             self.engine_log.record(span)
 
     def _gather(self) -> bool:
         """Wait (at most gather_s) for the executions of solvers that would miss this round's call."""
-        if self.gather_s <= 0 or not self._pending or not any(s.phase == "search" for s in self.solvers):
+        if self.gather_s <= 0 or not self._pending or not any(s.phase == Phase.SEARCH for s in self.solvers):
             return False
         wait(list(self._pending), timeout=self.gather_s, return_when=ALL_COMPLETED)
         self._collect_executions()
         return True
 
+    def _admit(self, adapters: set[str], solver: TaskSolver) -> bool:
+        """Whether the solver's request may join the engine beside `adapters` (`admits`); if so, its adapter
+        is added to them. Its request is under its adapter once that is trained, else under the base model."""
+        adapter = solver.adapter if solver.adapter_ready else None
+        if not admits(adapters, adapter, self.backend.max_adapters_per_call):
+            return False
+        if adapter is not None:
+            adapters.add(adapter)
+        return True
+
     def _generate(self) -> bool:
-        batch: list[TaskSolver] = []
         adapters: set[str] = set()
-        for solver in self.solvers:
-            if solver.phase != "search":
-                continue
-            adapter = solver.adapter if solver.adapter_ready else None
-            if adapter is not None and adapter not in adapters:
-                if len(adapters) >= self.backend.max_adapters_per_call:
-                    continue  # next round
-                adapters.add(adapter)
-            batch.append(solver)
+        batch = [s for s in self.solvers if s.phase == Phase.SEARCH and self._admit(adapters, s)]  # others: next round
         if not batch:
             return False
         requests, members = [], []
@@ -436,7 +432,7 @@ class Scheduler:
             self._accept(solver, answer)
         return True
 
-    def _accept(self, solver: TaskSolver, answer) -> None:
+    def _accept(self, solver: TaskSolver, answer: list[list[Completion]]) -> None:
         """The engine's answer to its solver; its programs go to the executor thread."""
         try:
             jobs = solver.accept(answer)

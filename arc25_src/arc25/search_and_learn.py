@@ -4,16 +4,20 @@
              augmentations, its adapter or the base model, its deadline)
     execute: the scheduler hands back the completions; their programs run in the sandbox
     learn:   relabel this epoch's programs (hindsight) and train the task's LoRA on them
-    done:    solved with confidence, or the budget / epochs / predictions are spent
+    done:    solved with confidence, the budget / epochs / predictions are spent, or stopped
+             from outside (`stop(reason)`, e.g. the run's deadline)
+    failed:  a step raised (`fail(exc)`); the error stays on the solver (`error`)
 
 `request()`, `accept()`, `executed()` and `learn()` move the solver through the
 phases without ever blocking on the engine or the executor, so one worker can keep
 several tasks in flight and serve all their prompts in one engine call
-(`arc25.scheduler`). `step()` runs one phase the simple way (one task, blocking),
-for `run()` and tests. After every search the task's result (best attempts so far,
-per-epoch metrics, time breakdown) is written atomically, so a crash loses at most
-the epoch in flight; a solver started on a task that has earlier predictions on
-disk resumes from them (a crashed, interrupted or re-run task never loses answers).
+(`arc25.scheduler`). The phase is the solver's own: a driver asks (`phase`, `done`,
+`error`) and tells (`stop`, `fail`), never writes it. `step()` runs one phase the
+simple way (one task, blocking), for `run()` and tests. After every search the
+task's result (best attempts so far, per-epoch metrics, time breakdown) is written
+atomically, so a crash loses at most the epoch in flight; a solver started on a task
+that has earlier predictions on disk resumes from them (a crashed, interrupted or
+re-run task never loses answers).
 Every write happens inside `fence()`: a worker that lost its claim writes nothing.
 """
 
@@ -26,6 +30,7 @@ import random
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,11 +54,25 @@ from arc25.tasks import Task
 log = logging.getLogger(__name__)
 
 
+class Phase(StrEnum):
+    """Where a task solver is (a string too: the workers' status files show it)."""
+
+    SEARCH = "search"  # ready to offer its next engine request
+    GENERATE = "generate"  # its request is with the engine
+    EXECUTE = "execute"  # its programs run in the sandbox
+    LEARN = "learn"  # ready to train its adapter
+    DONE = "done"  # finished: its result is written (stop_reason says why)
+    FAILED = "failed"  # a step raised: the solver's `error`; it writes nothing more
+
+    @property
+    def ended(self) -> bool:
+        return self in (Phase.DONE, Phase.FAILED)
+
 
 @dataclass
 class SolverState:
     epoch: int = 0
-    phase: str = "search"  # search | generate | execute | learn | done
+    phase: Phase = Phase.SEARCH
     stop_reason: str | None = None
     predictions: list[Prediction] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
@@ -107,6 +126,7 @@ class TaskSolver:
         self.deadline = min(self.started_wall + budget_s, deadline if deadline is not None else math.inf)
         self._drafts: list[Draft] = []
         self._search_started = 0.0
+        self._error: BaseException | None = None
         if self.out_dir is not None:
             with self.fence():
                 self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,12 +171,22 @@ class TaskSolver:
 
     # -- the state machine ------------------------------------------------------------
     @property
-    def phase(self) -> str:
+    def phase(self) -> Phase:
         return self.state.phase
 
     @property
     def done(self) -> bool:
-        return self.state.phase == "done"
+        """Nothing more to do: done, or failed."""
+        return self.state.phase.ended
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the solver failed (phase FAILED); None otherwise."""
+        return self._error
+
+    def _expect(self, phase: Phase) -> None:
+        if self.state.phase != phase:
+            raise RuntimeError(f"{self.task.task_id}: {phase.value} step in phase {self.state.phase.value}")
 
     @property
     def elapsed_s(self) -> float:
@@ -164,7 +194,7 @@ class TaskSolver:
 
     def step(self) -> bool:
         """Advance one phase the blocking way (one task alone); True while there is more to do."""
-        if self.state.phase == "search":
+        if self.state.phase == Phase.SEARCH:
             request = self.request()
             with self.timings.measure("generate"):
                 [completions] = self.backend.generate([request])
@@ -172,7 +202,7 @@ class TaskSolver:
             with self.timings.measure("execute"):
                 executions = execute_on_tasks(self.executor, jobs)
             self.executed(executions)
-        elif self.state.phase == "learn":
+        elif self.state.phase == Phase.LEARN:
             self.learn()
         return not self.done
 
@@ -182,10 +212,18 @@ class TaskSolver:
         return self.result()
 
     def stop(self, reason: str) -> None:
-        """End the task now (e.g. the run's deadline); the attempts so far stand."""
+        """End the task now (e.g. the run's deadline); the attempts so far stand and its result is written.
+        A solver that already ended keeps its ending."""
         if not self.done:
-            self.state.phase, self.state.stop_reason = "done", reason
+            self.state.phase, self.state.stop_reason = Phase.DONE, reason
             self._finish()
+
+    def fail(self, exc: BaseException) -> None:
+        """A step of this task raised (here or in its driver): the task ends failed with `exc` as its error and
+        writes nothing more (its last saved epoch stands; a retry resumes from it). A solver that already ended
+        keeps its ending."""
+        if not self.done:
+            self.state.phase, self._error = Phase.FAILED, exc
 
     # -- search -----------------------------------------------------------------------
     def _prompt_specs(self, n_prompts: int) -> list[PromptSpec]:
@@ -205,7 +243,7 @@ class TaskSolver:
 
     def request(self) -> GenerationRequest:
         """This epoch's engine request (search phase -> generate)."""
-        assert self.state.phase == "search", self.state.phase
+        self._expect(Phase.SEARCH)
         self._search_started = self.clock()
         cfg = self.config
         remaining = cfg.search.max_predictions - len(self.state.predictions)
@@ -214,21 +252,21 @@ class TaskSolver:
         self._specs = self._prompt_specs(math.ceil(wanted / n))
         with self.timings.measure("other"):
             prompts = [build_messages(self.task, spec) for spec in self._specs]
-        self.state.phase = "generate"
+        self.state.phase = Phase.GENERATE
         adapter = self.adapter if self.adapter_ready else None
         return GenerationRequest(prompts, self._sampling_params(n), adapter, self.deadline)
 
     def accept(self, completions: list[list[Completion]]) -> list[Job]:
         """The engine's answer (generate -> execute): the programs to run, in order."""
-        assert self.state.phase == "generate", self.state.phase
+        self._expect(Phase.GENERATE)
         self._drafts = [Draft(spec, c, extract_code(c.text) if c.finish_reason != "deadline" else None)
                         for spec, cs in zip(self._specs, completions) for c in cs]
-        self.state.phase = "execute"
+        self.state.phase = Phase.EXECUTE
         return [(d.code, self.task, d.spec.augmentation) for d in self._drafts]
 
     def executed(self, executions: list[TaskExecution]) -> None:
         """What the programs did (execute -> learn, search or done); saves the epoch."""
-        assert self.state.phase == "execute", self.state.phase
+        self._expect(Phase.EXECUTE)
         task, first = self.task, len(self.state.predictions)
         new = [
             Prediction(task.task_id, self.state.epoch, first + i, d.spec, d.completion.text, d.code, ex,
@@ -242,7 +280,7 @@ class TaskSolver:
             self._save(new)
         log.info("%s epoch %d: %s", task.task_id, self.state.epoch, self._summary(self.state.epochs[-1]))
         self.state.phase = self._after_search()
-        if self.state.phase == "done":
+        if self.state.phase == Phase.DONE:
             self._finish()
 
     def _epoch_record(self, new: list[Prediction], search_s: float) -> EpochRecord:
@@ -275,7 +313,7 @@ class TaskSolver:
         s = self.config.search
         return len(votes) >= s.stop_distinct_outputs or max(votes.values()) >= s.stop_agreeing_programs
 
-    def _after_search(self) -> str:
+    def _after_search(self) -> Phase:
         s, st = self.config.search, self.state
         reason = None
         if self.solved():
@@ -288,12 +326,12 @@ class TaskSolver:
             reason = "budget"
         if reason:
             st.stop_reason = reason
-            return "done"
-        return "learn" if s.learn else self._skip_learning()
+            return Phase.DONE
+        return Phase.LEARN if s.learn else self._skip_learning()
 
-    def _skip_learning(self) -> str:
+    def _skip_learning(self) -> Phase:
         self.state.epoch += 1  # pure sampling: the next epoch's search follows at once
-        return "search"
+        return Phase.SEARCH
 
     def _next_epoch_estimate_s(self) -> float:
         """The last epoch's search + learn time: don't start what cannot finish in budget."""
@@ -304,7 +342,7 @@ class TaskSolver:
     # -- learn --------------------------------------------------------------------------
     def learn(self) -> None:
         """Relabel and train the task's adapter (learn -> search)."""
-        assert self.state.phase == "learn", self.state.phase
+        self._expect(Phase.LEARN)
         start = self.clock()
         with self.timings.measure("relabel"):
             chosen = self.relabeler.select(self.state.predictions)
@@ -325,7 +363,7 @@ class TaskSolver:
         log.info("%s epoch %d: trained on %d relabeled samples", self.task.task_id, self.state.epoch,
                  record.train_samples)
         self.state.epoch += 1
-        self.state.phase = "search"
+        self.state.phase = Phase.SEARCH
 
     # -- results ------------------------------------------------------------------------
     def attempts(self) -> list[list[np.ndarray]]:
@@ -356,8 +394,8 @@ class TaskSolver:
 
     def _status(self) -> str:
         """running, done, or interrupted (stopped by the run's deadline: a resumed run redoes it)."""
-        if not self.done:
-            return "running"
+        if self.state.phase != Phase.DONE:
+            return "running"  # failed: the result on disk is the last epoch saved while it ran
         return "interrupted" if self.state.stop_reason == "deadline" else "done"
 
     def _save(self, new: list[Prediction]) -> None:
@@ -374,31 +412,3 @@ class TaskSolver:
         log.info("%s done (%s) after %d epochs, %d predictions, %.1f s", self.task.task_id, self.state.stop_reason,
                  len(self.state.epochs), len(self.state.predictions), self.elapsed_s)
 
-
-ADAPTER_SLOT = "slot0"
-
-
-def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config: Config, budget_s: float,
-                out_dir: str | Path | None = None, tasks_in_flight: int = 1, engine_log: Any = None
-                ) -> list[TaskResult]:
-    """Solve tasks on one device, `tasks_in_flight` at a time through the scheduler; results in task order.
-
-    Adapter slots are created once (if the backend lacks them) and reset per task, as a worker does.
-    `engine_log` (arc25.scheduler.EngineLog) records the engine's busy time.
-    """
-    from arc25.scheduler import Scheduler, adapter_slots
-
-    slots = adapter_slots(backend, tasks_in_flight)
-    results: dict[str, TaskResult] = {}
-    queue = list(tasks)
-
-    def refill(free_slot: str) -> TaskSolver | None:
-        if not queue:
-            return None
-        return TaskSolver(queue.pop(0), backend, executor, config, budget_s, out_dir, adapter=free_slot)
-
-    with Scheduler(backend, executor, slots, refill, engine_log, gather_s=config.run.gather_s,
-                   streaming=config.run.streaming, concurrent_training=config.run.concurrent_training) as scheduler:
-        for solver in scheduler.run():
-            results[solver.task.task_id] = solver.result()
-    return [results[t.task_id] for t in tasks]

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arc25 import claims
 from arc25.config import Config, config_from_dict
@@ -40,6 +40,12 @@ from arc25.io import read_text
 from arc25.rundir import (RUN_FILE, append_timeline, dropped_log_writes, engine_path, read_json_or_none,
                           status_path, tasks_dir, timeline_row, write_status)
 from arc25.tasks import Task, load_tasks_tolerant
+
+if TYPE_CHECKING:  # imported where they are used, once the worker's device is set
+    from arc25.backends.base import Backend
+    from arc25.execution import Executor
+    from arc25.scheduler import EngineLog, Scheduler
+    from arc25.search_and_learn import TaskSolver
 
 log = logging.getLogger("arc25.workers")  # not __name__: workers run this module as __main__
 
@@ -151,7 +157,7 @@ class Flight:
     """A task in flight: its claim, its solver and when it started."""
 
     claim: claims.Claim
-    solver: Any  # TaskSolver
+    solver: TaskSolver | None  # None until it is built
     start: float
 
 
@@ -166,8 +172,8 @@ class Worker:
     task_ids: list[str]
     deadline: float
     n_workers: int
-    backend: Any = None
-    executor: Any = None
+    backend: Backend | None = None
+    executor: Executor | None = None
     status: StatusFile | None = None
     heartbeat: Heartbeat | None = None
     tasks_done: int = 0
@@ -190,9 +196,10 @@ class Worker:
                 return True
         return False
 
-    def loop(self, engine_log: Any = None) -> None:
+    def loop(self, engine_log: EngineLog | None = None) -> None:
         """Keep `tasks_per_worker` tasks in flight until every task is finished or the deadline passes."""
-        from arc25.scheduler import Scheduler, adapter_slots  # after CUDA_VISIBLE_DEVICES is set
+        from arc25.scheduler import Scheduler  # after CUDA_VISIBLE_DEVICES is set
+        from arc25.slots import adapter_slots
 
         slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
@@ -203,7 +210,7 @@ class Worker:
                 self.heartbeat.progress()
                 self.stop_lost_and_late(scheduler)
                 for solver in scheduler.round():
-                    self.finish(solver, scheduler.error(solver))
+                    self.finish(solver)
                 self.show(scheduler)
                 if scheduler.solvers:
                     continue
@@ -217,7 +224,7 @@ class Worker:
                 self.status.update(state="waiting", tasks=[])
                 time.sleep(wait_s)
 
-    def refill(self, slot: str) -> Any:
+    def refill(self, slot: str) -> TaskSolver | None:
         """A solver for the next task this worker can claim, on adapter slot `slot`; None when there is none."""
         from arc25.search_and_learn import TaskSolver
 
@@ -249,7 +256,7 @@ class Worker:
             return flight.solver
         return None
 
-    def stop_lost_and_late(self, scheduler: Any) -> None:
+    def stop_lost_and_late(self, scheduler: Scheduler) -> None:
         """Drop tasks whose claim another worker took over; stop everything at the run's deadline."""
         for task_id in list(self.flights):
             solver = self.flights[task_id].solver
@@ -260,10 +267,11 @@ class Worker:
             elif time.time() >= self.deadline:
                 scheduler.stop(solver, "deadline")  # after its learn step, if one runs on the training thread
 
-    def finish(self, solver: Any, error: BaseException | None) -> None:
-        self.finish_task(solver.task.task_id, solver, error)
+    def finish(self, solver: TaskSolver) -> None:
+        """A solver the scheduler retired: done, stopped or failed (its `error`)."""
+        self.finish_task(solver.task.task_id, solver, solver.error)
 
-    def finish_task(self, task_id: str, solver: Any, error: BaseException | None) -> None:
+    def finish_task(self, task_id: str, solver: TaskSolver | None, error: BaseException | None) -> None:
         """Release the claim as the outcome says, and write the task's timeline line."""
         flight = self.flights.pop(task_id)
         self.heartbeat.claims.pop(task_id, None)
@@ -283,7 +291,7 @@ class Worker:
         append_timeline(self.run_dir, self.index, timeline_row(self.index, task_id, flight.start, outcome, result))
         self.tasks_done += outcome in ("done", "deadline")
 
-    def show(self, scheduler: Any = None) -> None:
+    def show(self, scheduler: Scheduler | None = None) -> None:
         """The status file: the tasks in flight, their phases, the engine's busy fraction so far."""
         tasks = [{"task_id": t, "phase": f.solver.phase if f.solver else "starting",
                   "epoch": f.solver.state.epoch if f.solver else 0, "started": f.start}

@@ -262,8 +262,18 @@ def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, 
                       flops_per_token(shape, context), fp8)
 
 
-def measured_run(run_dir: Path) -> tuple[Config, Measured]:
-    """A finished run's config and its workers' decoding (their engine summaries), mean over the workers."""
+def sequences_decoding(engine: dict) -> tuple[float, bool]:
+    """A worker's sequences decoding per engine step, and whether that is measured: its tokens per step (one token
+    per running sequence per step), else (a run made before it was recorded) its sequences in the engine, running
+    and waiting alike (`mean_in_engine`, `mean_running` before the rename): an upper bound."""
+    if engine.get("tokens_per_step"):
+        return float(engine["tokens_per_step"]), True
+    return float(engine.get("mean_in_engine") or engine.get("mean_running") or 0.0), False
+
+
+def measured_run(run_dir: Path) -> tuple[Config, Measured, bool]:
+    """A finished run's config and its workers' decoding (their engine summaries), mean over the workers; and
+    whether its sequences per step are measured (else an upper bound: `sequences_decoding`)."""
     run_file = Path(run_dir) / RUN_FILE
     run = read_json_or_none(run_file)
     if run is None or not isinstance(run.get("config"), dict):
@@ -272,19 +282,21 @@ def measured_run(run_dir: Path) -> tuple[Config, Measured]:
     for index in range(int(run.get("n_workers", 0))):
         status = read_json_or_none(status_path(run_dir, index)) or {}
         engine = status.get("engine") if isinstance(status.get("engine"), dict) else {}
-        if engine.get("tokens_per_s") and engine.get("mean_running"):
+        if engine.get("tokens_per_s") and sequences_decoding(engine)[0]:
             engines.append(engine)
     if not engines:
-        raise UserError(f"{run_dir}: no worker measured its decoding (tokens_per_s and mean_running in "
+        raise UserError(f"{run_dir}: no worker measured its decoding (tokens_per_s and tokens_per_step in "
                         f"workers/worker-N.status.json: a streaming run that finished)")
     mean = lambda key: statistics.mean(float(e.get(key, 0.0)) for e in engines)  # noqa: E731
-    return config_from_dict(run["config"]), Measured(mean("tokens_per_s"), mean("mean_running"),
-                                                     mean("mean_prompt_tokens"), mean("mean_completion_tokens"))
+    sequences = [sequences_decoding(e) for e in engines]
+    return config_from_dict(run["config"]), Measured(mean("tokens_per_s"), statistics.mean(n for n, _ in sequences),
+                                                     mean("mean_prompt_tokens"), mean("mean_completion_tokens")
+                                                     ), all(exact for _, exact in sequences)
 
 
 def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
     """The roofline at the card the run ran on against its measured tokens/s, and the same load on the target."""
-    config, measured = measured_run(run_dir)
+    config, measured, exact = measured_run(run_dir)
     shape = ModelShape.from_model_dir(config.model.path)
     fp8_kv = config.model.backend == "unsloth" and config.unsloth.fp8_kv_cache
     load = measured_load(measured, shape, weight_bytes(shape, fp8=fp8_weights(config)),
@@ -292,12 +304,17 @@ def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
     c = check(card, measured, load)
     lines = [f"CHECK of the formula on {run_dir} (ran on {card.name}, {card.bandwidth_gb_s:g} GB/s; "
              f"{config.model.backend}, weights {weight_bytes(shape, fp8=load.fp8_weights) / GIB:.2f} GiB):",
-             f"  measured: {measured.tokens_per_s:.0f} tok/s, {measured.sequences:.1f} sequences running, context "
+             f"  measured: {measured.tokens_per_s:.0f} tok/s, {measured.sequences:.1f} sequences "
+             f"{'running' if exact else 'in the engine (running + waiting)'}, context "
              f"{load.context_tokens:.0f} tokens (prompt {measured.prompt_tokens:.0f} + answer "
              f"{measured.completion_tokens:.0f} / 2), {measured.tokens_per_s / measured.sequences:.1f} steps/s",
              f"  predicted at {card.name}: {c.predicted_tokens_per_s:.0f} tok/s "
              f"(step {1000 * c.roofline_step_s:.2f} ms); "
              f"measured / predicted = {c.ratio:.2f}; step time the roofline misses: {1000 * c.overhead_s:.2f} ms"]
+    if not exact:
+        lines.append("  note: the run recorded no tokens per engine step (made before they were recorded): its "
+                     "sequences are those in the engine, running and waiting alike, so they overstate those decoding, "
+                     "and the predicted tok/s with them")
     if not measured.prompt_tokens:
         lines.append("  note: the run recorded no prompt tokens (made before they were recorded): its context, "
                      "and so the KV read, counts the answers only")

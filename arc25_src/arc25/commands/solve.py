@@ -16,7 +16,7 @@ from arc25.errors import UserError, writable_dir
 from arc25.execution import Executor
 from arc25.gpus import detect_gpus
 from arc25.model_check import check_model
-from arc25.search_and_learn import solve_tasks
+from arc25.solve import solve_tasks
 from arc25.task_result import TIME_PHASES, TaskResult
 from arc25.tasks import default_solutions_path, load_tasks
 
