@@ -86,7 +86,7 @@ def engine(request):
 
 
 def adapters(backend) -> list[str]:
-    return list(getattr(backend, "trainer", backend).adapters)
+    return backend.adapter_names()
 
 
 def known_gap(request, engine: Engine, row: str) -> None:

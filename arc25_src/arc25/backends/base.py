@@ -153,6 +153,10 @@ class Backend(Protocol):
 
     def drop_adapter(self, name: str) -> None: ...
 
+    def adapter_names(self) -> list[str]:
+        """The adapters that exist now (created and not dropped)."""
+        ...
+
     def adapter_version(self, name: str) -> int:
         """Changes (increases) every time the adapter is trained, reset or imported."""
         ...

@@ -106,6 +106,9 @@ class HFBackend:
     def adapter_version(self, name: str) -> int:
         return self.loras.adapter_version(name)
 
+    def adapter_names(self) -> list[str]:
+        return list(self.loras.adapters)
+
     def export_adapter(self, name: str) -> dict[str, torch.Tensor]:
         return self.loras.export_adapter(name)
 

@@ -129,6 +129,9 @@ class ScriptedBackend:
         self._version += 1
         self.versions[name] = self._version
 
+    def adapter_names(self) -> list[str]:
+        return list(self.adapters)
+
     def create_adapter(self, name: str) -> None:
         self.adapters[name] = 0
         self._bump(name)
