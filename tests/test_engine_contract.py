@@ -45,8 +45,8 @@ GAPS = {  # (row, backend) -> why the backend fails the row today
     ("seeds", "scripted"): "ScriptedBackend ignores seeds: it plays its script round-robin across calls",
     ("mixed", "scripted"): "ScriptedBackend answers by call order (round-robin), not by request: a mix differs",
 }
-NO_STEPS = ("no stepped interface (submit/step/abort) on this backend yet: issue 20 item 1, the trainer "
-            "helper's half (hf.py, scripted.py)")
+NO_STEPS = ("a step answers every submitted request at once (HF batches them, scripted plays them back): after "
+            "the first step nothing is left in flight to abort; the row needs an engine that decodes step by step")
 
 
 @dataclass
@@ -201,9 +201,7 @@ def test_a_prompt_past_max_model_len_is_an_error_of_its_request_only(engine):
     limit = getattr(engine.backend, "max_model_len", None)
     if engine.name == "scripted":
         pytest.skip(NOT_A_MODEL)
-    if limit is None:
-        pytest.xfail("HFBackend has no max_model_len guard: it samples past the model's context "
-                     "(max_position_embeddings) without a word (hf.py: the trainer helper's file)")
+    assert limit is not None, f"{engine.name} has no max_model_len: every model engine guards its context"
     b = engine.backend
     too_long = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Black " * limit}]
     with pytest.raises(PromptTooLong, match=f"max_model_len of {limit}"):

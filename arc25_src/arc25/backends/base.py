@@ -220,6 +220,34 @@ def streams(backend: Backend) -> bool:
             and callable(getattr(backend, "step", None)))
 
 
+class PendingRequests:
+    """Requests submitted and not yet answered, for backends whose `step` answers every one of them at once
+    (HF batches them; scripted plays them back): the queue half of the stepped interface, in one place."""
+
+    def __init__(self) -> None:
+        self._requests: dict[int, GenerationRequest] = {}
+
+    def add(self, key: int, request: GenerationRequest) -> None:
+        if key in self._requests:
+            raise ValueError(f"request key {key} is already in flight")
+        self._requests[key] = request
+
+    def abort(self, key: int) -> None:
+        self._requests.pop(key, None)
+
+    def running(self) -> int:
+        """Sequences submitted and not yet answered."""
+        return sum(len(r.prompts) * r.params.n for r in self._requests.values())
+
+    def take(self) -> dict[int, GenerationRequest]:
+        """Every pending request (key -> request, in submission order); the queue is empty after."""
+        taken, self._requests = self._requests, {}
+        return taken
+
+    def clear(self) -> None:
+        self._requests.clear()
+
+
 def generate_by_steps(backend: StreamingBackend, requests: list[GenerationRequest]) -> Completions:
     """`generate` for a stepped backend: submit every request, step until each has its answer.
 

@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria
 
 from arc25.backends.base import (Completion, Completions, GenerationRequest, SamplingParams, TrainSample, TrainStats,
-                                 generate_by_steps)
+                                 PendingRequests, PromptTooLong, generate_by_steps)
 from arc25.backends.peft_loras import PeftLoras
 from arc25.config import Config, LoraConfig, ModelConfig, TrainingConfig
 
@@ -90,7 +90,7 @@ class HFBackend:
         # peft mixes adapters within one generate call through `adapter_names` (a row's LoRA is
         # applied to that row only), so any number of adapters can share a call
         self.max_adapters_per_call = 1 << 30
-        self._pending: dict[int, GenerationRequest] = {}  # submitted, generated at the next step
+        self._pending = PendingRequests()  # submitted, generated at the next step
 
     # --- adapters and training: the model's --------------------------------------------------------
 
@@ -124,17 +124,31 @@ class HFBackend:
         return generate_by_steps(self, requests)
 
     def submit(self, key: int, request: GenerationRequest) -> None:
-        if key in self._pending:
-            raise ValueError(f"request key {key} is already in flight")
         if request.adapter is not None:
             self.loras.adapters[request.adapter]  # KeyError now for an unknown adapter
-        self._pending[key] = request
+        self._check_room(request)
+        self._pending.add(key, request)
+
+    @property
+    def max_model_len(self) -> int:
+        """The model's context (prompt + answer): its `max_position_embeddings`."""
+        return int(self.loras.base.config.max_position_embeddings)
+
+    def _check_room(self, request: GenerationRequest) -> None:
+        """PromptTooLong for a request with a prompt that leaves no room for an answer in the model's context
+        (the vLLM driver's rule; HF would otherwise sample past the positions the model knows, without a word)."""
+        limit = self.max_model_len
+        for p, messages in enumerate(request.prompts):
+            n = len(self.loras.prompt_ids(messages))
+            if n >= limit:
+                raise PromptTooLong(f"prompt {p} of the request has {n} tokens: no room for an answer "
+                                    f"in the model's max_model_len of {limit} (max_position_embeddings)")
 
     def abort(self, key: int) -> None:
-        self._pending.pop(key, None)
+        self._pending.abort(key)
 
     def running(self) -> int:
-        return sum(len(r.prompts) * r.params.n for r in self._pending.values())
+        return self._pending.running()
 
     def step(self) -> list[tuple[int, list[list[Completion]]]]:
         """Every submitted request's rows, batched across requests (and adapters) by sampling settings.
@@ -142,7 +156,7 @@ class HFBackend:
         HF has one random stream per batch, so a group is seeded from the seeds of the requests in
         it: a request alone reproduces exactly, a mix reproduces for the same mix.
         """
-        pending, self._pending = self._pending, {}
+        pending = self._pending.take()
         if not pending:
             return []
         keys, requests = list(pending), list(pending.values())

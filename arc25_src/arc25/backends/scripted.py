@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from arc25.backends.base import (Completion, Completions, GenerationRequest, Timings, TrainSample, TrainStats,
-                                 generate_by_steps, time_left)
+                                 PendingRequests, generate_by_steps, time_left)
 from arc25.errors import UserError
 
 
@@ -50,7 +50,7 @@ class ScriptedBackend:
         self.engine_calls: list[list[GenerationRequest]] = []
         self.train_calls: list[tuple[str, list[TrainSample]]] = []
         self.resets: list[str] = []
-        self._pending: dict[int, GenerationRequest] = {}  # submitted, answered at the next step
+        self._pending = PendingRequests()  # submitted, answered at the next step
         self._next = 0
         self._version = 0
 
@@ -66,21 +66,19 @@ class ScriptedBackend:
         return generate_by_steps(self, requests)
 
     def submit(self, key: int, request: GenerationRequest) -> None:
-        if key in self._pending:
-            raise ValueError(f"request key {key} is already in flight")
         if request.adapter is not None:
             self._check(request.adapter)
-        self._pending[key] = request
+        self._pending.add(key, request)
 
     def abort(self, key: int) -> None:
-        self._pending.pop(key, None)
+        self._pending.abort(key)
 
     def running(self) -> int:
-        return sum(len(r.prompts) * r.params.n for r in self._pending.values())
+        return self._pending.running()
 
     def step(self) -> list[tuple[int, list[list[Completion]]]]:
         """Every submitted request, answered in submission order (paced by `tokens_per_s`)."""
-        pending, self._pending = self._pending, {}
+        pending = self._pending.take()
         if not pending:
             return []
         self.engine_calls.append(list(pending.values()))
