@@ -6,7 +6,6 @@ attempt selection and result files.
 """
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -220,10 +219,12 @@ def test_the_budget_holds_inside_an_epoch(tasks, tmp_path):
     backend = ScriptedBackend([RIGHT_LONGER], tokens_per_s=100.0)
     backend.create_adapter("a")
     s = TaskSolver(task, backend, executor_ref[0], config(max_epochs=8), 3.0, tmp_path, adapter="a")
-    start = time.monotonic()
     result = s.run()
-    elapsed = time.monotonic() - start
-    assert result.stop_reason == "budget" and elapsed < 3.0 + 2.0, elapsed  # 2 s: executing, scoring, saving
+    assert result.stop_reason == "budget"
+    # nothing ran past the budget, said without a clock: the engine decodes 100 characters a second, one
+    # completion after another, so all it decoded fits in the 3 s budget (32 s of text was asked for)
+    decoded = sum(p.completion_tokens for p in s.state.predictions)
+    assert 0 < decoded <= 3.0 * 100.0, decoded
     assert 0 < result.predictions < 8  # the completions finished in time were executed, scored and saved
     assert result.epochs[0].truncated >= 1  # the one in progress was cut: counted, never a wrong program
     cut = [p for p in s.state.predictions if p.finish_reason == "deadline"]
