@@ -420,7 +420,7 @@ def run_reader(args) -> None:
                         e = engine_log.summary()
                         print(f"  {now - started:.0f} s: {call['completed']} complete, {call['cut']} cut, "
                               f"{len(queue.jobs)} left; engine busy {e['busy_fraction']:.0%}, "
-                              f"{e['tokens_per_s']:.0f} tok/s, {e['mean_running']:.0f} running", flush=True)
+                              f"{e['tokens_per_s']:.0f} tok/s, {e.get('tokens_per_step', e.get('mean_in_engine', 0)):.0f} running per step", flush=True)
                         last_print = now
     finally:
         save()

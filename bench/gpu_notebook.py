@@ -12,7 +12,7 @@ running environment, into which the notebook installs arc25 from its wheel, as o
     rerun    KAGGLE_IS_COMPETITION_RERUN=True: `arc25 run` on the test file by the notebook's deadline
 
 The only configuration override is the per-process 22 GiB cap (and `model.backend=unsloth` while the
-default engine is "hf"; `--fp8` adds unsloth.load_in_fp8). The notebook's time parameters come from
+default engine is "hf"; `--fp8` adds unsloth.weights=fp8, which auto picks under the cap anyway). The notebook's time parameters come from
 `--end-by` (the device call's end): the self-check's limit or TIME_BUDGET_S fill the time left.
 Prints a table (valid submission, engine, engine busy, tokens/s, GPU memory per worker, wall time per
 phase) and writes OUT/notebook-MODE.{md,json,ipynb}.
@@ -313,7 +313,7 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, help=f"test-file tasks (default: {TASKS_PER_GPU} per GPU)")
     ap.add_argument("--self-check-tasks", type=int, default=TASKS_PER_GPU)
     ap.add_argument("--reserve-s", type=float, default=45, help="rerun: the notebook's RESERVE_S")
-    ap.add_argument("--fp8", action="store_true", help="add unsloth.load_in_fp8=true")
+    ap.add_argument("--fp8", action="store_true", help="add unsloth.weights=fp8")
     ap.add_argument("--set", action="append", default=[], help="another override (section.key=value)")
     ap.add_argument("--cpu-smoke", action="store_true", help="the tiny model on CPU, HF backend")
     args = ap.parse_args()
@@ -337,7 +337,7 @@ def main() -> int:
         if Config().model.backend == "hf":  # until the default engine is chosen by the machine (issue 21, item 1)
             run_args.append("model.backend=unsloth")
             print("the default engine is 'hf' on this branch: adding model.backend=unsloth", flush=True)
-    run_args += (["unsloth.load_in_fp8=true"] if args.fp8 else []) + args.set
+    run_args += (["unsloth.weights=fp8"] if args.fp8 else []) + args.set
     if model is None:
         ap.error("--model is required without --cpu-smoke")
     wheelhouse = args.wheelhouse or args.eval / "wheelhouse"

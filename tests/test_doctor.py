@@ -7,6 +7,7 @@ import json
 import pytest
 
 from arc25.config import load_config
+from arc25.fp8_checkpoint import Route
 from arc25.memory_plan import L4_USABLE_GIB, ModelShape, plan, training_activation_gib
 from helpers import EVAL_2024, run_cli
 
@@ -34,10 +35,11 @@ def test_activations_grow_with_tokens_and_checkpointing_saves():
 
 
 def test_kaggle_defaults_fit_an_l4_with_the_unsloth_backend():
-    config = load_config(overrides=["model.backend=unsloth"])
-    p = plan(config, ModelShape(), L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575)
-    assert p.fits, p.advice
-    assert p.kv_tokens >= p.min_kv_tokens
+    for weights in ("auto", "bf16"):  # FP8 (the default on an L4) and bf16 both fit
+        config = load_config(overrides=["model.backend=unsloth", f"unsloth.weights={weights}"])
+        p = plan(config, ModelShape(), L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575)
+        assert p.fits, p.advice
+        assert p.kv_tokens >= p.min_kv_tokens
 
 
 def test_two_copies_do_not_fit_an_l4_and_the_advice_says_what_to_change():
@@ -48,7 +50,7 @@ def test_two_copies_do_not_fit_an_l4_and_the_advice_says_what_to_change():
 
 
 def test_too_small_a_vllm_share_is_named():
-    config = load_config(overrides=["model.backend=unsloth", "unsloth.vllm_gib=16"])
+    config = load_config(overrides=["model.backend=unsloth", "unsloth.vllm_gib=16", "unsloth.weights=bf16"])
     p = plan(config, ModelShape(), L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575)
     assert not p.fits and p.kv_tokens < p.min_kv_tokens
     assert any("raise unsloth.vllm_gib" in a for a in p.advice)
@@ -88,18 +90,18 @@ def test_doctor_cli_bad_tasks_file_is_one_line(tmp_path):
 
 
 def test_fp8_weights_leave_the_kv_cache_the_difference():
-    """unsloth.load_in_fp8: the decoder's linear layers at one byte per parameter, embeddings and head bf16
+    """FP8 weights (unsloth.weights; on an L4 the default): the decoder's linear layers at one byte per parameter, embeddings and head bf16
     (8.46 GiB; with 4 LoRA slots the 9.18 GiB vLLM reported on an H200, issue 21); the share is unchanged,
     so the 6.5 GiB saved become KV cache (the H200 run had 121,616 tokens)."""
-    bf16, fp8 = (plan(load_config(overrides=["model.backend=unsloth", f"unsloth.load_in_fp8={v}"]), ModelShape(),
-                      L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575) for v in ("false", "true"))
+    bf16, fp8 = (plan(load_config(overrides=["model.backend=unsloth", f"unsloth.weights={v}"]), ModelShape(),
+                      L4_USABLE_GIB, "NVIDIA L4", longest_prompt=8575) for v in ("bf16", "auto"))
     weights = {p.items[1].note.split()[0]: p.items[1].gib for p in (bf16, fp8)}
     assert weights["bf16"] == pytest.approx(14.96, abs=0.01) and weights["fp8"] == pytest.approx(8.46, abs=0.01)
     assert fp8.items[1].gib + fp8.items[2].gib == pytest.approx(9.18, abs=0.01)  # weights + 4 LoRA slots
     assert fp8.gpu_gib == pytest.approx(bf16.gpu_gib) and fp8.fits
     assert 120_000 < fp8.kv_tokens and fp8.kv_tokens >= 5 * 15_776  # issue 21's target: 5x the bf16 plan's cache
-    assert any("compute capability >= 9.0" in a for a in fp8.advice)  # an L4 (8.9): unsloth refuses FP8 there
-    assert not any("load_in_fp8" in a for a in bf16.advice)
+    assert fp8.weights.route == Route.COPY  # an L4 (8.9): the copy arc25 run makes, unsloth refuses at load
+    assert bf16.weights.route == Route.AS_STORED and not any("weights" in a for a in fp8.advice)
 
 def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l4():
     result = run_cli("doctor", "--challenges", str(EVAL_2024))
@@ -108,6 +110,7 @@ def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l
     assert "arc25 run here: engine: hf (model.backend=auto: no CUDA GPU" in out  # this CPU machine
     assert "engine: unsloth (model.backend=auto: 4 CUDA GPU(s) on Kaggle's 4 x NVIDIA L4" in out
     assert "memory plan per worker: backend=unsloth, card=NVIDIA L4" in out and "verdict: fits" in out
+    assert "weights: FP8 copy (auto: 22.3 GiB per process" in out and "arc25 run loads FP8" in out
     assert "PREDICTION for NVIDIA L4 (300 GB/s" in out and "memory-bandwidth roofline" in out
     rows = [line.split() for line in out.splitlines()
             if line.strip().startswith(("bf16 ", "FP8 ")) and line.split()[1].replace(".", "").isdigit()]

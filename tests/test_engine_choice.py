@@ -20,6 +20,7 @@ from arc25.commands import doctor
 from arc25.commands import run as run_command
 from arc25.config import config_from_args, load_config
 from arc25.errors import UserError
+from arc25.fp8_checkpoint import Route
 from arc25.memory_plan import ModelShape, plan
 from helpers import REPO
 
@@ -66,8 +67,10 @@ def test_the_notebook_on_four_l4s_plans_the_unsloth_engine_with_no_setting(monke
     t = doctor.target(config, Machine(FOUR, everything_imports, "stand-in: 4 x L4"), l4s, None)
     assert t.engine.name == "unsloth" and not t.engine.fallback
     assert t.config.model.backend == "unsloth" and t.card == "NVIDIA L4" and t.spec.name == "NVIDIA L4"
-    p = plan(t.config, ModelShape(), t.usable_gib, t.card, longest_prompt=8575)  # the longest ARC prompt
-    assert p.backend == "unsloth" and p.fits, p.advice
+    p = plan(t.config, ModelShape(), t.usable_gib, t.card, longest_prompt=8575, capability=t.capability)
+    assert p.backend == "unsloth" and p.fits, p.advice  # the longest ARC prompt fits
+    # FP8 weights with no setting: the block-FP8 copy `arc25 run` makes before its workers (an L4 is 8.9)
+    assert t.capability == (8, 9) and p.weights.route == Route.COPY and p.kv_tokens >= 5 * 15_776
 
 
 def test_missing_unsloth_on_cuda_is_one_warning_naming_the_fallback(caplog):

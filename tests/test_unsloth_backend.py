@@ -23,8 +23,7 @@ pytest.importorskip("vllm")  # the driver's engine wrapper (vllm_compat) is vLLM
 from arc25.backends import load_backend  # noqa: E402
 from arc25.backends.base import GenerationRequest, SamplingParams, TrainSample  # noqa: E402
 from arc25.backends.unsloth import UnslothBackend, load_with_unsloth, unsloth_utilization  # noqa: E402
-from arc25.fp8_checkpoint import fp8_load  # noqa: E402
-from arc25.config import Config  # noqa: E402
+from arc25.config import Config, Weights  # noqa: E402
 from arc25.errors import UserError  # noqa: E402
 from unsloth_standin import standin_backend, tensor_lora_requests  # noqa: E402,F401
 
@@ -356,7 +355,7 @@ def test_vllms_share_is_asked_of_the_free_memory(monkeypatch):
 
 
 def test_fp8_weights_reach_unsloths_loader_and_an_l4_is_refused_in_one_line(monkeypatch):
-    """unsloth.load_in_fp8 becomes from_pretrained(load_in_fp8=True). Stand-ins (unsloth and CUDA cannot run
+    """unsloth.weights resolved to FP8 at load becomes from_pretrained(load_in_fp8=True). Stand-ins (unsloth and CUDA cannot run
     here): a `unsloth` module whose FastLanguageModel records its arguments, and torch.cuda's queries of an
     H200 (9.0) or an L4 (8.9). unsloth 2026.10.9 quantizes on the fly only from 9.0
     (_get_fp8_mode_and_check_settings); the backend says so before loading anything."""
@@ -384,21 +383,26 @@ def test_fp8_weights_reach_unsloths_loader_and_an_l4_is_refused_in_one_line(monk
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (130 * gib, 140 * gib))
     config = Config()
-    config.unsloth.load_in_fp8 = True
+    config.unsloth.weights = Weights.FP8
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
     with pytest.raises(Stop):
         load_with_unsloth(config, 4)
     assert seen["load_in_fp8"] is True and seen["load_in_4bit"] is False and seen["fast_inference"] is True
-    config.unsloth.load_in_fp8 = False
+    config.unsloth.weights = Weights.AUTO  # 140 GiB and no cap: room for bf16
     with pytest.raises(Stop):
         load_with_unsloth(config, 4)
-    assert seen["load_in_fp8"] is False  # the default: bf16 weights
-    config.unsloth.load_in_fp8 = True
+    assert seen["load_in_fp8"] is False
+    config.unsloth.memory_cap_gib = 22.0  # an L4-sized process on the same card: FP8 at load
+    with pytest.raises(Stop):
+        load_with_unsloth(config, 4)
+    assert seen["load_in_fp8"] is True
+    config.unsloth.weights = Weights.FP8
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (8, 9))
     seen.clear()
-    with pytest.raises(UserError, match=r"compute capability >= 9.0 .*this GPU is 8.9"):
+    # an L4 and a bf16 model.path: the copy `arc25 run` makes first; a direct load says how to make it
+    with pytest.raises(UserError, match=r"from 9.0.*arc25 quantize-fp8"):
         load_with_unsloth(config, 4)
-    assert not seen  # refused before unsloth was asked
-    assert "exclude each other" in fp8_load(config.model.path, True, True, (9, 0)).problem
-    assert fp8_load(config.model.path, False, True, (8, 9)).problem is None
-    assert fp8_load(config.model.path, True, False, (9, 0)).problem is None
+    assert not seen
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (8, 0))
+    with pytest.raises(UserError, match=r"needs FP8 units .*8.0"):
+        load_with_unsloth(config, 4)

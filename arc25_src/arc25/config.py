@@ -73,6 +73,14 @@ class LoraConfig:
     )
 
 
+class Weights(enum.StrEnum):
+    """unsloth.weights: the weights the engine holds (`arc25.fp8_checkpoint.choose_weights`)."""
+
+    AUTO = "auto"  # FP8 on L4-sized memory (< 32 GiB) with FP8 units (compute capability >= 8.9), else as stored
+    BF16 = "bf16"  # as stored (a bf16 checkpoint)
+    FP8 = "fp8"  # FP8: a checkpoint that is FP8 already, quantized at load (>= 9.0), or a copy made at run start
+
+
 class RelabelChoice(enum.StrEnum):
     """Which relabeled programs a learn step trains on (`arc25.relabel.Relabeler`; issue 19 compares them).
 
@@ -202,13 +210,18 @@ class UnslothConfig:
     memory_cap_gib: float = 0.0  # > 0: cap the process at this much (an L4-sized run on a bigger card)
     fp8_kv_cache: bool = True  # 64 KiB per token instead of 128 for the 8B model (L4 and H100 support fp8)
     load_in_4bit: bool = False  # 4-bit base (~5.5 GiB): room for more KV and tasks, at some quality cost
-    # FP8 weights (unsloth's load_in_fp8: vLLM quantizes per channel at load, and the trainer trains the
-    # LoRAs on the same FP8 weights): 8.46 GiB instead of 14.96 for the 8B (embeddings and head stay bf16;
-    # vLLM reported 9.18 with 4 LoRA slots on an H200), the rest goes to the KV cache.
-    # unsloth 2026.10.9 quantizes on the fly only on compute capability >= 9.0 (H100); an L4 is 8.9: there,
-    # model.path = a copy made by `arc25 quantize-fp8`, loaded as is (arc25.fp8_checkpoint.fp8_load).
-    # Needs compressed-tensors 0.17.0 and loguru beside vLLM.
-    load_in_fp8: bool = False
+    # The weights vLLM holds and the trainer trains through (arc25.fp8_checkpoint.choose_weights, the one
+    # rule): auto = FP8 where a process has L4-sized memory (under 32 GiB) on a card with FP8 units (compute
+    # capability >= 8.9), else as stored. FP8 is 8.46 GiB instead of 14.96 for the 8B (embeddings and head
+    # stay bf16). Measured on an H200 under the 22 GiB cap (docs/benchmarks.md): KV cache 121,696 tokens
+    # instead of 15,488, decode 3,043 tok/s through the Triton block-FP8 kernels an L4 runs (4,108 with
+    # unsloth's per-channel FP8 at load) against 1,946 for bf16, a trained adapter's KL to bf16 0.017 nats.
+    # unsloth quantizes at load only on >= 9.0 (H100); on an L4 `arc25 run` makes a block-FP8 copy once
+    # (arc25 quantize-fp8) before the workers start. Needs compressed-tensors 0.17.0 and loguru beside vLLM.
+    weights: Weights = Weights.AUTO
+    # where `arc25 run` makes the FP8 copy (route "FP8 copy", ~8.5 GiB for the 8B; reused by later runs of the
+    # same model): "" is the system's temporary folder. A copy that fails (disk full) leaves bf16, said in one line
+    fp8_copy_dir: str = ""
     max_num_seqs: int = 64  # sequences vLLM runs at once
     # vLLM's prefill chunk: bounds its activation reserve (0.51 GiB at 4096), which comes out of the KV
     # cache. Decoding is KV-bound on an L4's share: 2048 gave 15.9k KV tokens instead of 12.2k and

@@ -44,16 +44,27 @@ block from the scale grid (rows // grid rows): every quantized weight's dimensio
 
 from __future__ import annotations
 
+import copy
+import enum
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from arc25.config import Weights
 from arc25.errors import UserError
+
+if TYPE_CHECKING:
+    from arc25.config import Config
+
+log = logging.getLogger(__name__)
 
 BLOCK = (128, 128)
 FP8_MAX = 448.0  # float8_e4m3fn's largest finite value
@@ -85,38 +96,129 @@ def is_fp8_checkpoint(model_path: str | Path) -> bool:
 # What the unsloth loader is asked for
 
 
+AUTO_FP8_BELOW_GIB = 32.0  # unsloth.weights=auto: FP8 under this much memory per process (an L4's 22.3 usable)
+
+
+class Route(enum.StrEnum):
+    """How the engine's weights come to be."""
+
+    AS_STORED = "as stored"  # bf16 (or unsloth.load_in_4bit): loaded as the checkpoint holds them
+    CHECKPOINT = "FP8 checkpoint"  # model.path is block FP8 already (arc25 quantize-fp8): loaded as is
+    AT_LOAD = "FP8 quantized at load"  # unsloth's load_in_fp8 (per channel): compute capability >= 9.0
+    COPY = "FP8 copy"  # compute capability 8.9 (an L4): a block-FP8 copy made once, then loaded as a CHECKPOINT
+
+
 @dataclass(frozen=True)
-class Fp8Load:
-    """How unsloth loads the weights: `load_in_fp8` is what to pass to `from_pretrained`."""
+class WeightsChoice:
+    """unsloth.weights resolved for one card: the route, why, or why it cannot load there (one line)."""
 
-    fp8_weights: bool  # the weights vLLM holds are FP8
-    load_in_fp8: bool  # unsloth quantizes at load (False for a pre-quantized checkpoint: it loads as is)
-    problem: str | None = None  # why it cannot load on this GPU (one line), or None
+    route: Route
+    reason: str
+    problem: str = ""
+
+    @property
+    def fp8(self) -> bool:
+        return self.route != Route.AS_STORED
+
+    @property
+    def load_in_fp8(self) -> bool:
+        """What to pass to unsloth's `from_pretrained` (False for a pre-quantized checkpoint: it loads as is)."""
+        return self.route == Route.AT_LOAD
+
+    def describe(self) -> str:
+        return f"weights: {self.route} ({self.reason})"
 
 
-def fp8_load(model_path: str | Path, load_in_fp8: bool, load_in_4bit: bool,
-             capability: tuple[int, int]) -> Fp8Load:
-    """FP8 weights from a pre-quantized checkpoint (compute capability >= 8.9: an L4) or quantized by unsloth
-    at load (`unsloth.load_in_fp8` on a bf16 checkpoint: >= 9.0), or none."""
-    major, minor = capability
+def choose_weights(requested: str, model_path: str | Path, capability: tuple[int, int], memory_gib: float,
+                   load_in_4bit: bool = False) -> WeightsChoice:
+    """The one rule for `unsloth.weights` (auto | bf16 | fp8) on a card of `capability` with `memory_gib` per
+    process (unsloth.memory_cap_gib where set, else the card's memory)."""
+    cc = f"compute capability {capability[0]}.{capability[1]}"
     if is_fp8_checkpoint(model_path):
         if load_in_4bit:
-            return Fp8Load(True, False, f"{model_path} holds FP8 weights (arc25 quantize-fp8): set "
-                                        "unsloth.load_in_4bit=false, or point model.path at the bf16 model")
+            return WeightsChoice(Route.CHECKPOINT, "", f"{model_path} holds FP8 weights (arc25 quantize-fp8): set "
+                                                       "unsloth.load_in_4bit=false, or point model.path at the bf16 model")
+        if requested == "bf16":
+            return WeightsChoice(Route.CHECKPOINT, "", f"unsloth.weights=bf16 but {model_path} holds FP8 weights: "
+                                                       "point model.path at the bf16 model, or set unsloth.weights=auto")
         if tuple(capability) < FP8_MIN_CAPABILITY:
-            return Fp8Load(True, False, f"{model_path} holds FP8 weights, which need compute capability >= 8.9 "
-                                        f"(an L4); this GPU is {major}.{minor}: use the bf16 model")
-        return Fp8Load(True, False)
-    if not load_in_fp8:
-        return Fp8Load(False, False)
+            return WeightsChoice(Route.CHECKPOINT, "", f"{model_path} holds FP8 weights, which need compute capability "
+                                                       f">= 8.9 (an L4); this GPU has {cc}: use the bf16 model")
+        return WeightsChoice(Route.CHECKPOINT, f"{model_path} is FP8 on disk")
     if load_in_4bit:
-        return Fp8Load(True, True, "unsloth.load_in_fp8 and unsloth.load_in_4bit exclude each other: "
-                                   "set one of them to false")
-    if tuple(capability) < ON_THE_FLY_MIN_CAPABILITY:
-        return Fp8Load(True, True, f"unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability "
-                                   f">= 9.0 (H100); this GPU is {major}.{minor}: make an FP8 checkpoint with "
-                                   f"`arc25 quantize-fp8 --model {model_path} --out DIR` and set model.path=DIR")
-    return Fp8Load(True, True)
+        if requested == "fp8":
+            return WeightsChoice(Route.AS_STORED, "", "unsloth.weights=fp8 and unsloth.load_in_4bit exclude each "
+                                                      "other: set one of them back")
+        return WeightsChoice(Route.AS_STORED, "unsloth.load_in_4bit")
+    if requested == "bf16":
+        return WeightsChoice(Route.AS_STORED, "unsloth.weights=bf16")
+    if tuple(capability) < FP8_MIN_CAPABILITY:
+        if requested == "fp8":
+            return WeightsChoice(Route.AS_STORED, "", f"unsloth.weights=fp8 needs FP8 units (compute capability "
+                                                      f">= 8.9, an L4); this GPU has {cc}")
+        return WeightsChoice(Route.AS_STORED, f"auto: {cc} has no FP8 units")
+    if requested == "auto" and memory_gib >= AUTO_FP8_BELOW_GIB:
+        return WeightsChoice(Route.AS_STORED, f"auto: {memory_gib:.0f} GiB per process holds bf16 weights and a "
+                                              f"KV cache (FP8 below {AUTO_FP8_BELOW_GIB:g} GiB)")
+    why = (f"auto: {memory_gib:.1f} GiB per process (under {AUTO_FP8_BELOW_GIB:g}), {cc}" if requested == "auto"
+           else "unsloth.weights=fp8")
+    if tuple(capability) >= ON_THE_FLY_MIN_CAPABILITY:
+        return WeightsChoice(Route.AT_LOAD, why)
+    return WeightsChoice(Route.COPY, f"{why}: unsloth quantizes at load only from 9.0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Before the workers start (`arc25 run`'s parent: no torch, no CUDA)
+
+
+def prepare_weights(config: Config, devices: list[str]) -> tuple[Config, WeightsChoice | None]:
+    """`unsloth.weights` resolved for the run's first GPU; on route COPY, the FP8 copy made (or found) and
+    `model.path` pointed at it, so every worker loads it as a checkpoint. A copy that fails leaves bf16
+    (`unsloth.weights=bf16`) with one warning line: a slower run still writes its submission."""
+    from arc25.gpus import gpu_facts
+
+    gpus = [d for d in devices if d != "cpu"]
+    if config.model.backend != "unsloth" or not gpus:
+        return config, None
+    facts = gpu_facts(gpus[0])
+    if facts is None:  # nvidia-smi does not answer: the worker decides on the card it sees
+        return config, None
+    cap = config.unsloth.memory_cap_gib
+    choice = choose_weights(config.unsloth.weights, config.model.path, facts.capability,
+                            cap if cap > 0 else facts.memory_gib, config.unsloth.load_in_4bit)
+    if choice.problem:
+        raise UserError(choice.problem)
+    if choice.route != Route.COPY:
+        return config, choice
+    config = copy.deepcopy(config)
+    out = fp8_copy_path(config.model.path, config.unsloth.fp8_copy_dir)
+    try:
+        if is_fp8_checkpoint(out):
+            log.info("FP8 copy of %s: %s (made by an earlier run)", config.model.path, out)
+        else:
+            log.info("making an FP8 copy of %s in %s (once; ~1 min for the 8B)", config.model.path, out)
+            started = time.monotonic()
+            summary = quantize_checkpoint(config.model.path, out)
+            log.info("%s (%.0f s)", summary.describe(), time.monotonic() - started)
+    except (OSError, MemoryError, UserError) as exc:
+        log.warning("unsloth.weights=%s: the FP8 copy of %s failed (%s); loading bf16 weights instead",
+                    config.unsloth.weights, config.model.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        config.unsloth.weights = Weights.BF16
+        return config, WeightsChoice(Route.AS_STORED, f"the FP8 copy failed: {type(exc).__name__}")
+    config.model.path = str(out)
+    return config, WeightsChoice(Route.COPY, f"{choice.reason}; {out}")
+
+
+def fp8_copy_path(model_path: str | Path, copy_dir: str = "") -> Path:
+    """Where the FP8 copy of `model_path` lives: named by the model's folder and a digest of its config and
+    shards (names, sizes, times), so a changed model gets a new copy and the same one is found again."""
+    src = Path(model_path).resolve()
+    digest = hashlib.sha256(str(src).encode())
+    for p in sorted(src.iterdir()):
+        if p.is_file() and (p.name == "config.json" or p.name.endswith(".safetensors")):
+            st = p.stat()
+            digest.update(f"{p.name} {st.st_size} {st.st_mtime_ns}".encode())
+    return Path(copy_dir or tempfile.gettempdir()) / "arc25-fp8" / f"{src.name}-fp8-{digest.hexdigest()[:12]}"
 
 
 # ---------------------------------------------------------------------------------------------

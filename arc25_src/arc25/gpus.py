@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 
 from arc25.errors import UserError
 
@@ -29,6 +30,25 @@ def detect_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    name: str
+    capability: tuple[int, int]  # CUDA compute capability (an L4: 8.9, an H100: 9.0)
+    memory_gib: float
+
+
+def gpu_facts(index: str) -> GpuFacts | None:
+    """Name, compute capability and memory of GPU `index` from nvidia-smi (None: it does not answer)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-i", index, "--query-gpu=name,compute_cap,memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30)
+        name, cap, mib = (field.strip() for field in out.stdout.strip().splitlines()[0].split(","))
+        major, minor = cap.split(".")
+        return GpuFacts(name, (int(major), int(minor)), float(mib) / 1024)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def plan_devices(n_workers: int | None, gpus: list[str] | None) -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arc25.config import Config
-from arc25.fp8_checkpoint import is_fp8_checkpoint
+from arc25.fp8_checkpoint import WeightsChoice, choose_weights
 
 GIB = 1024**3
 L4_USABLE_GIB = 22.3  # an L4's 24 GB (22.5 GiB) less what the driver keeps
@@ -100,10 +100,24 @@ def weight_bytes(shape: ModelShape, fp8: bool = False, four_bit: bool = False) -
     return shape.params * 2.0
 
 
-def fp8_weights(config: Config) -> bool:
-    """FP8 weights on the engine that has them: unsloth.load_in_fp8 (quantized at load), or model.path an FP8
-    checkpoint (`arc25 quantize-fp8`: loaded as is, on an L4 too; arc25.fp8_checkpoint)."""
-    return config.model.backend == "unsloth" and (config.unsloth.load_in_fp8 or is_fp8_checkpoint(config.model.path))
+L4_CAPABILITY = (8, 9)
+
+
+def weights_choice(config: Config, capability: tuple[int, int] = L4_CAPABILITY,
+                   memory_gib: float = L4_USABLE_GIB) -> WeightsChoice | None:
+    """unsloth.weights as `arc25 run` resolves it on such a card (arc25.fp8_checkpoint.choose_weights); None
+    for the engines without FP8 weights."""
+    if config.model.backend != "unsloth":
+        return None
+    uc = config.unsloth
+    memory = uc.memory_cap_gib if 0 < uc.memory_cap_gib < memory_gib else memory_gib
+    return choose_weights(uc.weights, config.model.path, capability, memory, uc.load_in_4bit)
+
+
+def fp8_weights(config: Config, capability: tuple[int, int] = L4_CAPABILITY, memory_gib: float = L4_USABLE_GIB) -> bool:
+    """Whether the engine holds FP8 weights on such a card: unsloth with unsloth.weights resolved to FP8."""
+    choice = weights_choice(config, capability, memory_gib)
+    return choice is not None and choice.fp8
 
 
 @dataclass
@@ -124,6 +138,7 @@ class MemoryPlan:
     kv_needed_tokens: int  # for every task in flight's epoch batch at once
     min_kv_tokens: int  # one longest prompt + one answer: less and the engine cannot start
     advice: list[str] = field(default_factory=list)
+    weights: WeightsChoice | None = None  # unsloth: the weights `arc25 run` would load on this card
 
     @property
     def gpu_gib(self) -> float:
@@ -131,7 +146,8 @@ class MemoryPlan:
 
     @property
     def fits(self) -> bool:
-        return self.gpu_gib + HEADROOM_GIB <= self.usable_gib and self.kv_tokens >= self.min_kv_tokens
+        return (self.gpu_gib + HEADROOM_GIB <= self.usable_gib and self.kv_tokens >= self.min_kv_tokens
+                and not (self.weights and self.weights.problem))
 
 
 def training_activation_gib(shape: ModelShape, tokens: int, answer_tokens: int, checkpointing: bool,
@@ -159,8 +175,10 @@ def unsloth_weights_gib(shape: ModelShape, load_in_4bit: bool, load_in_fp8: bool
     return weight_bytes(shape, fp8=load_in_fp8, four_bit=load_in_4bit) / GIB, note
 
 
-def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longest_prompt: int) -> MemoryPlan:
-    """The per-worker plan for `config` on a card with `usable_gib`, given the longest prompt's tokens."""
+def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longest_prompt: int,
+         capability: tuple[int, int] = L4_CAPABILITY) -> MemoryPlan:
+    """The per-worker plan for `config` on a card with `usable_gib` and `capability`, given the longest prompt's
+    tokens."""
     backend = config.model.backend
     tasks = max(1, config.run.tasks_per_worker)
     lc, tc, sc = config.lora, config.training, config.sampling
@@ -184,7 +202,8 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)
-        weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, fp8_weights(config))
+        chosen = weights_choice(config, capability, usable_gib)
+        weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, chosen is not None and chosen.fp8)
         slots = tasks * lora * 2 * VLLM_SLOT_FACTOR / GIB
         vllm_acts = (uc.max_num_batched_tokens * (2 * shape.intermediate + 4 * shape.hidden) * 2 * VLLM_ACT_FACTOR / GIB
                      + VLLM_NON_TORCH_GIB)
@@ -220,7 +239,8 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
                   Item("training activations", acts, "GPU", f"{train_tokens} tokens"),
                   Item("CUDA context, workspaces", CUDA_CONTEXT_GIB, "GPU", "")]
         kv_tokens = int(kv * GIB / kv_token)
-    result = MemoryPlan(backend, card, usable_gib, items, kv_tokens, needed, minimum)
+    result = MemoryPlan(backend, card, usable_gib, items, kv_tokens, needed, minimum,
+                        weights=weights_choice(config, capability, usable_gib))
     result.advice = advise(config, result, train_tokens, longest_prompt)
     return result
 
@@ -243,17 +263,15 @@ def advise(config: Config, p: MemoryPlan, train_tokens: int, longest_prompt: int
             if not uc.fp8_kv_cache:
                 out.append("set unsloth.fp8_kv_cache=true (half the KV cache per token)")
             out.append(f"lower training.max_seq_len below {train_tokens} (longer samples are skipped)")
-            if not uc.load_in_4bit and not fp8_weights(config):
-                out.append("FP8 weights (~8.5 GiB instead of 15): on an L4, model.path = a copy made by "
-                           "`arc25 quantize-fp8`; on compute capability >= 9.0, unsloth.load_in_fp8=true also does")
+            if not uc.load_in_4bit and not (p.weights and p.weights.fp8):
+                out.append("set unsloth.weights=fp8 (~8.5 GiB instead of 15; on an L4 `arc25 run` makes the FP8 "
+                           "copy itself)")
                 out.append("set unsloth.load_in_4bit=true (weights ~5.5 GiB instead of 15)")
         if p.kv_tokens < p.min_kv_tokens:
             out.append(f"raise unsloth.vllm_gib: the KV cache holds {p.kv_tokens} tokens, the longest prompt and "
                        f"answer need {p.min_kv_tokens}" + ("" if uc.fp8_kv_cache else "; or unsloth.fp8_kv_cache=true"))
-        if uc.load_in_fp8 and "L4" in p.card and not is_fp8_checkpoint(config.model.path):  # arc25.fp8_checkpoint
-            out.append("unsloth.load_in_fp8: unsloth quantizes to FP8 at load only on compute capability >= 9.0 and an "
-                       "L4 is 8.9: make an FP8 copy (`arc25 quantize-fp8 --model M --out M-fp8`) and set "
-                       "model.path to it; this plan assumes that copy")
+        if p.weights and p.weights.problem:
+            out.append(p.weights.problem)
         if config.run.tasks_per_worker > 1 and p.kv_tokens < p.kv_needed_tokens // 2:
             out.append(f"the KV cache holds {p.kv_tokens} of the {p.kv_needed_tokens} tokens that "
                        f"{config.run.tasks_per_worker} tasks' epochs would use at once: vLLM queues the rest "
@@ -267,7 +285,8 @@ def advise(config: Config, p: MemoryPlan, train_tokens: int, longest_prompt: int
 
 
 def format_plan(p: MemoryPlan) -> str:
-    lines = [f"memory plan per worker: backend={p.backend}, card={p.card} ({p.usable_gib:.1f} GiB usable)",
+    lines = [f"memory plan per worker: backend={p.backend}, card={p.card} ({p.usable_gib:.1f} GiB usable)"
+             + (f"; {p.weights.describe()}" if p.weights else ""),
              f"  {'component':44s} {'GiB':>6s}  where  note"]
     for i in p.items:
         lines.append(f"  {i.name:44s} {i.gib:6.2f}  {i.where:5s}  {i.note}")

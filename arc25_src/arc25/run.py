@@ -33,6 +33,7 @@ from arc25.errors import UserError, one_line, writable_dir
 from arc25.execution import executor_workers
 from arc25.gpus import plan_devices
 from arc25.io import atomic_write_json
+from arc25.fp8_checkpoint import WeightsChoice, prepare_weights
 from arc25.model_check import check_model
 from arc25.rundir import RUN_FILE, SUBMISSION_FILE, WORKERS_DIR
 from arc25.supervisor import MergeSpace, StopRequest, Supervisor, final_merge, stop_on_signals, supervise
@@ -113,7 +114,7 @@ def effective_reserve(config: Config) -> float:
 
 def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_ids: list[str], devices: list[str],
                    started: float, deadline: float, config: Config, skipped: dict[str, str],
-                   engine: BackendChoice | None = None) -> None:
+                   engine: BackendChoice | None = None, weights: WeightsChoice | None = None) -> None:
     """run.json: what the workers read (config.model.backend is the resolved engine) and the report shows."""
     try:
         atomic_write_json(run_dir / RUN_FILE, {
@@ -121,6 +122,7 @@ def write_run_file(run_dir: Path, challenges: str, solutions: str | None, task_i
             "devices": devices, "started_at": started, "deadline": deadline, "time_limit_s": config.run.time_limit_s,
             "executor_workers": executor_workers(config, len(devices)), "skipped_tasks": skipped,
             "config": config.to_dict(), "engine": engine.to_dict() if engine else None,
+            "weights": {"route": str(weights.route), "reason": weights.reason} if weights else None,
         })
     except OSError as exc:  # a full disk before any work: one line, no traceback
         raise UserError(f"{run_dir / RUN_FILE}: cannot write ({exc.strerror or one_line(exc)})") from None
@@ -190,10 +192,13 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         for claim in claims.interrupt_orphaned(run_dir):
             log.info("task %s: its worker (pid %d) ended with the previous run; interrupted, not crashed",
                      claim.task_id, claim.pid)
+        config, weights = prepare_weights(config, devices)  # on an L4: the FP8 copy, made once
+        if weights is not None:
+            log.info("%s", weights.describe())
         reserve = effective_reserve(config)
         deadline = started + config.run.time_limit_s - reserve
         write_run_file(run_dir, _source(challenges), _source(solutions) if solutions else None, task_ids, devices,
-                       started, deadline, config, task_set.errors, engine)
+                       started, deadline, config, task_set.errors, engine, weights)
         grace_s = min(STOP_GRACE_S, reserve / 4)  # stopping the workers leaves most of the reserve to the final merge
         # Worker logs are for after the fact: at least INFO, even when the console is quiet.
         level = min(logging.INFO, logging.getLogger("arc25").getEffectiveLevel())

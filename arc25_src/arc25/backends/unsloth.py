@@ -28,10 +28,10 @@ effect beyond itself (tests/test_unsloth_backend.py checks in a fresh interprete
 CPU tests drive everything but the loader and the engine; `load` needs CUDA, unsloth and vLLM.
 `UNSLOTH_VLLM_MERGED_ROLLOUT=0` is set before unsloth loads: its default folds one LoRA into the
 shared base weights for generation, which would serve every task in a mixed call with one adapter.
-`unsloth.load_in_fp8` loads the weights as FP8 (vLLM's online per-channel quantization; unsloth's
-trainer runs its FP8 linear layers with a backward on the same tensors) on compute capability >= 9.0;
-an L4 (8.9) loads a block-FP8 checkpoint made by `arc25 quantize-fp8` instead (`arc25.fp8_checkpoint.fp8_load`
-decides which, and names what cannot load on this GPU).
+`unsloth.weights` (auto: FP8 on L4-sized memory) picks the weights through `arc25.fp8_checkpoint.choose_weights`:
+FP8 quantized at load (vLLM's online per-channel quantization; unsloth's trainer runs its FP8 linear layers
+with a backward on the same tensors) on compute capability >= 9.0; on an L4 (8.9) a block-FP8 checkpoint
+(`arc25 quantize-fp8`, or the copy `arc25 run` makes before its workers start) loaded as is.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from arc25.backends.trainer import HEAD_CHUNK, LoraTrainer, TrainState, encode_s
 from arc25.backends.vllm_driver import VLLMDriver
 from arc25.config import Config
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import fp8_load
+from arc25.fp8_checkpoint import Route, choose_weights
 from arc25.prompts import PromptIds, SpecialIds
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,16 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
     except ImportError as exc:
         raise UserError(f"model.backend='unsloth': cannot import unsloth ({exc})") from None
     mc, uc, lc, tc = config.model, config.unsloth, config.lora, config.training
-    fp8 = fp8_load(mc.path, uc.load_in_fp8, uc.load_in_4bit, torch.cuda.get_device_capability(0))
-    if fp8.problem:
-        raise UserError(fp8.problem)
     cap = uc.memory_cap_gib
     total = torch.cuda.get_device_properties(0).total_memory / 1024**3
+    fp8 = choose_weights(uc.weights, mc.path, torch.cuda.get_device_capability(0), cap if cap > 0 else total,
+                         uc.load_in_4bit)
+    if fp8.problem:
+        raise UserError(fp8.problem)
+    if fp8.route == Route.COPY:  # `arc25 run` makes the copy before its workers start; a direct load cannot
+        raise UserError(f"unsloth.weights={uc.weights}: {fp8.reason}; make the copy with `arc25 quantize-fp8 --model "
+                        f"{mc.path} --out DIR` and set model.path=DIR (arc25 run does this itself)")
+    log.info("%s", fp8.describe())
     if cap > 0:
         # An L4-sized process on a bigger card: torch's allocator stops at the cap, and vLLM's share
         # is given in GiB, not as a fraction of whatever card this is.

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend, resolved
-from arc25.config import Config, add_config_arguments, config_from_args, config_from_dict
+from arc25.config import Config, Weights, add_config_arguments, config_from_args, config_from_dict
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import is_fp8_checkpoint
+from arc25.fp8_checkpoint import Route, is_fp8_checkpoint
 from arc25.gpus import plan_devices
-from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_USABLE_GIB, ModelShape, format_plan, fp8_weights, plan,
-                               weight_bytes)
+from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_CAPABILITY, L4_USABLE_GIB, ModelShape, format_plan,
+                               fp8_weights, plan, weight_bytes)
 from arc25.rundir import RUN_FILE, read_json_or_none, status_path
 from arc25.throughput import (CARDS, FORMULA, L4, Budget, Card, DecodeLoad, Measured, card_for, check,
                               decode_tokens_per_s, flops_per_token, learn_step_seconds, measured_load,
@@ -55,6 +55,7 @@ class Gpu:
     index: int
     name: str
     total_gib: float
+    capability: tuple[int, int] = L4_CAPABILITY
 
 
 def gpus() -> list[Gpu]:
@@ -64,7 +65,8 @@ def gpus() -> list[Gpu]:
         return []
     if not torch.cuda.is_available():
         return []
-    return [Gpu(i, torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory / 1024**3)
+    return [Gpu(i, torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory / 1024**3,
+                tuple(torch.cuda.get_device_capability(i)))
             for i in range(torch.cuda.device_count())]
 
 
@@ -132,6 +134,7 @@ class Target:
     card: str
     usable_gib: float
     spec: Card | None  # datasheet figures for the prediction (None: an unknown card)
+    capability: tuple[int, int] = L4_CAPABILITY  # the card's (--gpu-gib: planned as an L4-class card)
 
 
 def target(config: Config, machine: Machine, found: list[Gpu], gpu_gib: float | None) -> Target:
@@ -139,12 +142,13 @@ def target(config: Config, machine: Machine, found: list[Gpu], gpu_gib: float | 
     without one), or --gpu-gib, capped by unsloth.memory_cap_gib (torch's allocator; the CUDA context is
     outside it)."""
     config, engine = resolved(config, machine)
+    capability = L4_CAPABILITY
     if gpu_gib is not None:
         usable, card, spec = gpu_gib, f"{gpu_gib:g} GiB card", None
     elif found:
         smallest = min(found, key=lambda g: g.total_gib)
         usable, card = smallest.total_gib - (L4_TOTAL_GIB - L4_USABLE_GIB), smallest.name
-        spec = card_for(smallest.name)
+        spec, capability = card_for(smallest.name), smallest.capability
     else:
         usable, card, spec = L4_USABLE_GIB, "NVIDIA L4", L4
     cap = config.unsloth.memory_cap_gib
@@ -152,7 +156,7 @@ def target(config: Config, machine: Machine, found: list[Gpu], gpu_gib: float | 
         usable, card = cap + CUDA_CONTEXT_GIB, f"{card} capped at {cap:g} GiB (unsloth.memory_cap_gib)"
         if cap <= L4_USABLE_GIB:  # an L4-sized process on a bigger card: predicted for the L4 it stands in for
             spec = L4
-    return Target(config, engine, card, usable, spec)
+    return Target(config, engine, card, usable, spec, capability)
 
 
 def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str, bool]:
@@ -184,7 +188,7 @@ def report(config: Config, challenges: str, gpu_gib: float | None) -> tuple[str,
                  f"tokens (prompt + sampling.max_tokens answer, at most training.max_seq_len={config.training.max_seq_len})")
     if tokens + 1 > config.training.max_seq_len:
         lines.append("note: the longest prompts exceed training.max_seq_len: their samples are skipped")
-    p = plan(config, shape, t.usable_gib, t.card, tokens)
+    p = plan(config, shape, t.usable_gib, t.card, tokens, t.capability)
     lines.append(format_plan(p))
     if t.spec is not None:
         lines.append(format_prediction(config, shape, t, tokens, statistics.mean(lengths)))
@@ -210,8 +214,8 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
         for label, fp8 in variants:
             variant = copy.deepcopy(config)
             if config.model.backend == "unsloth":
-                setattr(variant.unsloth, "load_in_fp8", fp8)
-            p = plan(variant, shape, t.usable_gib, t.card, longest)
+                variant.unsloth.weights = Weights.FP8 if fp8 else Weights.BF16
+            p = plan(variant, shape, t.usable_gib, t.card, longest, t.capability)
             load = plan_load(variant, shape, p.kv_tokens, mean_prompt, answer, fp8)
             rate = decode_tokens_per_s(card, load)
             per_task = predictions_per_task(card, load, shape, mean_prompt, answer, sc.n_per_prompt)
@@ -226,7 +230,9 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
                               f"{predictions_per_task(card, free, shape, mean_prompt, answer, sc.n_per_prompt):.0f} "
                               "predictions per task")
     if config.model.backend == "unsloth":
-        lines.append(f"  FP8: {fp8_route(config.model.path, card)}")
+        lines.append(f"  FP8: {fp8_route(config.model.path, t.capability)}; arc25 run loads "
+                     f"{'FP8' if fp8_weights(config, t.capability, t.usable_gib) else 'bf16'} (unsloth.weights="
+                     f"{config.unsloth.weights})")
     samples, mean_sample, longest_sample = (config.training.max_samples_per_epoch, mean_prompt + sc.max_tokens,
                                             longest + sc.max_tokens)
     lines += capped
@@ -238,15 +244,14 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
     return "\n".join(lines)
 
 
-def fp8_route(model_path: str, card: Card) -> str:
-    """How the FP8 rows' weights come to be on `card`."""
+def fp8_route(model_path: str, capability: tuple[int, int]) -> str:
+    """How the FP8 rows' weights come to be on a card of `capability` (arc25.fp8_checkpoint.Route)."""
     if is_fp8_checkpoint(model_path):
-        return (f"model.path {model_path} is an FP8 checkpoint (arc25 quantize-fp8): loaded as is "
-                "(compute capability >= 8.9)")
-    if card == L4:
-        return ("on an L4 (compute capability 8.9) from a copy made by `arc25 quantize-fp8 --model M --out M-fp8` "
-                "(model.path=M-fp8); unsloth.load_in_fp8 quantizes at load only on >= 9.0")
-    return "unsloth.load_in_fp8=true (quantized at load, compute capability >= 9.0) or an `arc25 quantize-fp8` copy"
+        return f"model.path {model_path} is an FP8 checkpoint: loaded as is (compute capability >= 8.9)"
+    if capability >= (9, 0):
+        return "quantized by unsloth at load (compute capability >= 9.0)"
+    return ("a block-FP8 copy that `arc25 run` makes once before its workers start (unsloth quantizes at load only "
+            "from compute capability 9.0; an L4 is 8.9)")
 
 
 def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, answer: float, fp8: bool,
@@ -294,13 +299,22 @@ def measured_run(run_dir: Path) -> tuple[Config, Measured, bool]:
                                                      ), all(exact for _, exact in sequences)
 
 
+def run_fp8_weights(run_dir: Path, config: Config) -> bool:
+    """Whether a run's engine held FP8 weights: its run.json's weights route (since unsloth.weights), else its
+    config's model.path."""
+    weights = (read_json_or_none(Path(run_dir) / RUN_FILE) or {}).get("weights")
+    if isinstance(weights, dict) and weights.get("route"):
+        return weights["route"] != str(Route.AS_STORED)
+    return config.model.backend == "unsloth" and is_fp8_checkpoint(config.model.path)
+
+
 def format_check(run_dir: Path, card: Card, target_card: Card | None) -> str:
     """The roofline at the card the run ran on against its measured tokens/s, and the same load on the target."""
     config, measured, exact = measured_run(run_dir)
     shape = ModelShape.from_model_dir(config.model.path)
     fp8_kv = config.model.backend == "unsloth" and config.unsloth.fp8_kv_cache
-    load = measured_load(measured, shape, weight_bytes(shape, fp8=fp8_weights(config)),
-                         shape.kv_bytes_per_token(fp8_kv), fp8_weights(config))
+    fp8 = run_fp8_weights(run_dir, config)
+    load = measured_load(measured, shape, weight_bytes(shape, fp8=fp8), shape.kv_bytes_per_token(fp8_kv), fp8)
     c = check(card, measured, load)
     lines = [f"CHECK of the formula on {run_dir} (ran on {card.name}, {card.bandwidth_gb_s:g} GB/s; "
              f"{config.model.backend}, weights {weight_bytes(shape, fp8=load.fp8_weights) / GIB:.2f} GiB):",
