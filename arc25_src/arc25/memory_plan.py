@@ -264,8 +264,8 @@ def advise(config: Config, p: MemoryPlan, train_tokens: int, longest_prompt: int
                 out.append("set unsloth.fp8_kv_cache=true (half the KV cache per token)")
             out.append(f"lower training.max_seq_len below {train_tokens} (longer samples are skipped)")
             if not uc.load_in_4bit and not (p.weights and p.weights.fp8):
-                out.append("set unsloth.weights=fp8 (~8.5 GiB instead of 15; on an L4 `arc25 run` makes the FP8 "
-                           "copy itself)")
+                out.append("set unsloth.weights=fp8 (~8.5 GiB instead of 15; on an L4 the workers make the FP8 "
+                           "copy themselves)")
                 out.append("set unsloth.load_in_4bit=true (weights ~5.5 GiB instead of 15)")
         if p.kv_tokens < p.min_kv_tokens:
             out.append(f"raise unsloth.vllm_gib: the KV cache holds {p.kv_tokens} tokens, the longest prompt and "

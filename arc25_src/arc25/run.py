@@ -33,7 +33,7 @@ from arc25.errors import UserError, one_line, writable_dir
 from arc25.execution import executor_workers
 from arc25.gpus import plan_devices
 from arc25.io import atomic_write_json
-from arc25.fp8_checkpoint import WeightsChoice, prepare_weights
+from arc25.fp8_checkpoint import WeightsChoice, planned_weights
 from arc25.model_check import check_model
 from arc25.rundir import RUN_FILE, SUBMISSION_FILE, WORKERS_DIR
 from arc25.supervisor import MergeSpace, StopRequest, Supervisor, final_merge, stop_on_signals, supervise
@@ -192,7 +192,7 @@ def _run_pipeline(challenges: str | Path, config: Config, run_dir: str | Path, s
         for claim in claims.interrupt_orphaned(run_dir):
             log.info("task %s: its worker (pid %d) ended with the previous run; interrupted, not crashed",
                      claim.task_id, claim.pid)
-        config, weights = prepare_weights(config, devices)  # on an L4: the FP8 copy, made once
+        weights = planned_weights(config, devices)  # on an L4: FP8, from a copy the first worker makes
         if weights is not None:
             log.info("%s", weights.describe())
         reserve = effective_reserve(config)

@@ -62,7 +62,7 @@ from arc25.backends.trainer import HEAD_CHUNK, LoraTrainer, TrainState, encode_s
 from arc25.backends.vllm_driver import VLLMDriver
 from arc25.config import Config
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import Route, choose_weights
+from arc25.fp8_checkpoint import Route, WeightsChoice, choose_weights, ensure_fp8_copy
 from arc25.prompts import PromptIds, SpecialIds
 
 log = logging.getLogger(__name__)
@@ -121,16 +121,19 @@ def load_with_unsloth(config: Config, max_loras: int) -> Loaded:
                          uc.load_in_4bit)
     if fp8.problem:
         raise UserError(fp8.problem)
-    if fp8.route == Route.COPY:  # `arc25 run` makes the copy before its workers start; a direct load cannot
-        raise UserError(f"unsloth.weights={uc.weights}: {fp8.reason}; make the copy with `arc25 quantize-fp8 --model "
-                        f"{mc.path} --out DIR` and set model.path=DIR (arc25 run does this itself)")
+    path = mc.path
+    if fp8.route == Route.COPY:  # an L4: the block-FP8 copy, made once by the first worker (or bf16 if it cannot be)
+        copied = ensure_fp8_copy(mc.path, uc.fp8_copy_dir)
+        path = str(copied) if copied else path
+        fp8 = WeightsChoice(Route.COPY, f"{fp8.reason}; {copied}") if copied else WeightsChoice(
+            Route.AS_STORED, "the FP8 copy failed")
     log.info("%s", fp8.describe())
     if cap > 0:
         # An L4-sized process on a bigger card: torch's allocator stops at the cap, and vLLM's share
         # is given in GiB, not as a fraction of whatever card this is.
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     model, tokenizer = FastLanguageModel.from_pretrained(
-        mc.path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
+        path, max_seq_length=tc.max_seq_len, dtype=torch.bfloat16,
         load_in_4bit=uc.load_in_4bit, load_in_fp8=fp8.load_in_fp8, fast_inference=True,
         gpu_memory_utilization=unsloth_utilization(uc.vllm_gib),
         max_lora_rank=lc.rank, max_loras=max_loras, float8_kv_cache=uc.fp8_kv_cache,

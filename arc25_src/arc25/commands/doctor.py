@@ -250,7 +250,7 @@ def fp8_route(model_path: str, capability: tuple[int, int]) -> str:
         return f"model.path {model_path} is an FP8 checkpoint: loaded as is (compute capability >= 8.9)"
     if capability >= (9, 0):
         return "quantized by unsloth at load (compute capability >= 9.0)"
-    return ("a block-FP8 copy that `arc25 run` makes once before its workers start (unsloth quantizes at load only "
+    return ("a block-FP8 copy that `arc25 run` makes once, by its first worker (unsloth quantizes at load only "
             "from compute capability 9.0; an L4 is 8.9)")
 
 

@@ -6,9 +6,9 @@
 Every decoder linear weight becomes float8_e4m3fn with a float32 scale per 128 x 128 block (the
 block FP8 format transformers and vLLM read, config.json's quantization_config says so); embeddings,
 norms and the LM head stay bf16. `arc25 run` with model.path=DIR-fp8 and the unsloth engine then
-loads it as is, on an L4 too, where unsloth will not quantize at load (it does from an H100). `arc25 run`
-makes such a copy itself on an L4 when unsloth.weights resolves to FP8 (the default there): this command is
-for making it once, ahead, e.g. to upload it as the model dataset.
+loads it as is, on an L4 too, where unsloth will not quantize at load (it does from an H100). `arc25 run`'s
+workers make such a copy themselves on an L4 when unsloth.weights resolves to FP8 (the default there): this
+command makes it once, ahead, e.g. to upload it as the model dataset.
 The model folder gets the checks `arc25 run` makes; the copy appears complete or not at all.
 """
 
