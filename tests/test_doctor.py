@@ -115,3 +115,4 @@ def test_doctor_with_no_setting_plans_the_engine_run_resolves_and_predicts_the_l
     rows = [line.split() for line in out.splitlines()
             if line.strip().startswith(("bf16 ", "FP8 ")) and line.split()[1].replace(".", "").isdigit()]
     assert [r[0] for r in rows] == ["bf16", "FP8", "bf16", "FP8"] and rows[1][1] == "8.46"
+    assert "which A: BARC's answers have a median of ~400 tokens" in out

@@ -122,6 +122,7 @@ def prompt_lengths(challenges: str, tokenizer) -> tuple[list[int], str, int]:
 
 # No GPU here: the plan is for the Kaggle machine, where the arc25 wheelhouse makes unsloth import
 KAGGLE_L4S = Machine(("0", "1", "2", "3"), lambda module: None, "Kaggle's 4 x NVIDIA L4 with the arc25 wheelhouse")
+BARC_MEDIAN_ANSWER = 400  # tokens: the BARC model's answers with per-prompt augmentation (the format's spec)
 L4_TOTAL_GIB = 22.49  # what an L4 reports (23,034 MiB); L4_USABLE_GIB is what is left to a process
 
 
@@ -233,6 +234,9 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
         lines.append(f"  FP8: {fp8_route(config.model.path, t.capability)}; arc25 run loads "
                      f"{'FP8' if fp8_weights(config, t.capability, t.usable_gib) else 'bf16'} (unsloth.weights="
                      f"{config.unsloth.weights})")
+    lines.append(f"  which A: BARC's answers have a median of ~{BARC_MEDIAN_ANSWER} tokens (specs/barc-induction-format.md), so "
+                 f"A={sc.max_tokens // 2} is the expected case and A={sc.max_tokens} the bound (every answer runs to "
+                 "sampling.max_tokens, as random weights do)")
     samples, mean_sample, longest_sample = (config.training.max_samples_per_epoch, mean_prompt + sc.max_tokens,
                                             longest + sc.max_tokens)
     lines += capped
