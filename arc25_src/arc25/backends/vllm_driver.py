@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Collection, Protocol
 
 from arc25.backends.base import (Completion, Completions, FinishReason, GenerationRequest, PromptTooLong, Timings,
-                                 admits, check_admitted)
+                                 admits, generate_by_steps)
 from arc25.config import derive_seed
 from arc25.prompts import Messages
 
@@ -253,21 +253,13 @@ class VLLMDriver:
     def running(self) -> int:
         return sum(live.open for live in self._live.values())
 
+    @property
+    def max_adapters_per_call(self) -> int:
+        return self.max_adapters
+
     def generate(self, requests: list[GenerationRequest]) -> Completions:
-        """All requests to their end, as one blocking call: a loop over `submit` and `step`."""
-        if self._live:
-            raise RuntimeError("generate() while submitted requests are in flight: step() them to the end first")
-        check_admitted(requests, self.max_adapters)
-        answers: dict[int, list[list[Completion]]] = {}
-        try:
-            for key, request in enumerate(requests):
-                self.submit(key, request)
-            while len(answers) < len(requests):
-                answers.update(self.step())
-        finally:  # also on an exception: leave no request of ours in the engine
-            for key in list(self._live):
-                self.abort(key)
-        return [answers[key] for key in range(len(requests))]
+        """All requests to their end, as one blocking call: the interface's one loop over `submit` and `step`."""
+        return generate_by_steps(self, requests)
 
     def close(self) -> None:
         """Abort what runs and free every adapter version handed over (the engine itself is the backend's)."""
