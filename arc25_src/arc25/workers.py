@@ -204,7 +204,6 @@ class Worker:
         slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
         with Scheduler(self.backend, self.executor, slots, self.refill, engine_log,
-                       gather_s=self.config.run.gather_s, streaming=self.config.run.streaming,
                        concurrent_training=self.config.run.concurrent_training) as scheduler:
             while True:
                 self.heartbeat.progress()

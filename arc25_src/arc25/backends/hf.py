@@ -78,7 +78,6 @@ class HFBackend:
     most this many (prompt + new) tokens, i.e. KV-cache entries.
     """
 
-    streaming = False  # the scheduler still calls `generate` once per round (arc25.backends.base.streams)
     trains_concurrently = False
 
     def __init__(self, model_config: ModelConfig, lora_config: LoraConfig, training_config: TrainingConfig,
