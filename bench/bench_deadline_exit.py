@@ -104,7 +104,7 @@ def main() -> None:
             ("hung engine, watchdog off", model_file(folder, "hang1", ordinary, **hang), ["run.engine_stall_s=0"], {}),
             ("hung engine, engine_stall_s=8", model_file(folder, "hang2", ordinary,
                                                          hang_marker=str(folder / "hung2")),
-             ["run.engine_stall_s=8", "run.tasks_per_worker=3", "run.gather_s=0.5"], {}),
+             ["run.engine_stall_s=8", "run.tasks_per_worker=3"], {}),
             ("programs running at the deadline", model_file(folder, "sleep", [answer(
                 "    import time\n    time.sleep(600)\n    return input_grid")]),
              ["execution.timeout_s=60", "run.tasks_per_worker=3"], {}),

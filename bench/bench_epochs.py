@@ -84,7 +84,7 @@ class PlantedBackend:
     def submit(self, key, request):
         return self.backend.submit(key, self._lora(request))
 
-    def step(self):  # streaming backends: answers come back from step()
+    def step(self):  # every backend: answers come back from step()
         answers = self.backend.step()
         for _, answer in answers:
             self._plant(answer)
@@ -101,16 +101,14 @@ class PlantedBackend:
         return getattr(self.backend, name)
 
 
-MODES = {"lockstep": (False, False), "stream": (True, False), "stream+train": (True, True)}
+MODES = {"stream": False, "stream+train": True}  # run.concurrent_training (the scheduler has one mode: issue 20)
 
 
-def bench_config(args, k: int, gather_s: float | None = None, mode: str = "config") -> Config:
+def bench_config(args, k: int, mode: str = "config") -> Config:
     config = load_config(None, args.set)
     config.seed = 0
-    if gather_s is not None:
-        config.run.gather_s = gather_s
     if mode in MODES:
-        config.run.streaming, config.run.concurrent_training = MODES[mode]
+        config.run.concurrent_training = MODES[mode]
     config.model.path, config.model.backend = str(args.model), args.backend
     config.sampling.max_tokens = args.max_tokens
     config.sampling.n_per_prompt = args.n_per_prompt
@@ -131,9 +129,8 @@ def median_tasks(tasks: dict, tokenizer, n: int) -> list[str]:
     return sorted(lengths, key=lambda tid: (abs(lengths[tid] - median), tid))[:n]
 
 
-def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: float | None = None,
-          mode: str = "config") -> dict:
-    config = bench_config(args, k, gather_s, mode)
+def bench(in_flight: int, k: int, args, tasks, backend, executor, mode: str = "config") -> dict:
+    config = bench_config(args, k, mode)
     # k = 1 never trains, so its requests would all go to the base model
     backend.lora_slots = adapter_slots(backend.backend, in_flight) if args.lora_at_k1 and k == 1 else []
     engine = EngineLog()
@@ -145,7 +142,7 @@ def bench(in_flight: int, k: int, args, tasks, backend, executor, gather_s: floa
     totals = {p: sum(r.timings[p] for r in results) for p in TIME_PHASES}
     summary = engine.summary()
     overhead = totals["reset"] + totals["relabel"]
-    return {"mode": mode, "lora_at_k1": bool(backend.lora_slots), "gather_s": config.run.gather_s, "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
+    return {"mode": mode, "lora_at_k1": bool(backend.lora_slots), "K": in_flight, "k": k, "wall": wall, **totals, "busy": summary["busy_fraction"],
             "tok_s": summary["tokens_per_s"], "seq_per_call": summary["sequences_per_call"],
             "running": summary["tokens_per_step"],
             "overhead_per_epoch": overhead / (k * len(tasks))}
@@ -167,11 +164,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the tiny model)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--gather-s", type=float, nargs="+", default=[None],
-                        help="run.gather_s values to compare (default: the config's)")
-    parser.add_argument("--modes", nargs="+", default=["config"], choices=["config", "lockstep", "stream", "stream+train"],
-                        help="engine modes to compare: lockstep (one call per round), stream (requests join the "
-                             "running engine; training between steps), stream+train (training on a thread beside it)")
+    parser.add_argument("--modes", nargs="+", default=["config"], choices=["config", *MODES],
+                        help="training modes to compare: stream (training between engine steps), stream+train "
+                             "(training on a thread beside the engine, where the backend can)")
     parser.add_argument("--lora-at-k1", action="store_true",
                         help="k = 1 rows sample under untrained adapters (one per task), not the base model: "
                              "what serving a LoRA costs, apart from epochs")
@@ -192,24 +187,24 @@ def main() -> None:
         # (two small epochs: a large --predictions would make the warm-up as long as a measured row)
         warm = argparse.Namespace(**{**vars(args), "predictions": 2 * args.n_per_prompt})
         bench(max(args.in_flight), 2, warm, tasks[:1], backend, executor)
-        for mode, gather_s, in_flight, k in itertools.product(args.modes, args.gather_s, args.in_flight, args.epochs):
-            rows.append(bench(in_flight, k, args, tasks, backend, executor, gather_s, mode))
+        for mode, in_flight, k in itertools.product(args.modes, args.in_flight, args.epochs):
+            rows.append(bench(in_flight, k, args, tasks, backend, executor, mode))
             r = rows[-1]
-            print(f"{mode}, gather {r['gather_s']} s, K={in_flight} k={k}: {r['wall']:.1f} s, busy {100 * r['busy']:.0f}%, "
+            print(f"{mode}, K={in_flight} k={k}: {r['wall']:.1f} s, busy {100 * r['busy']:.0f}%, "
                   f"{r['tok_s']:.0f} tok/s, {r['seq_per_call']:.0f} sequences per call, {r['running']} running",
                   flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}))
-    cols = ["mode", "gather s", "K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s",
+    cols = ["mode", "K", "k", "wall s", "vs k=1", *[f"{p} s" for p in TIME_PHASES], "busy", "tok/s",
             "seq/call", "running", "overhead/epoch s"]
     print(f"\n{len(tasks)} tasks x {args.predictions} predictions, backend {args.backend}, model {args.model.name}, "
           f"max_tokens {args.max_tokens}, n {args.n_per_prompt}; time phases summed over tasks")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        base = next(b["wall"] for b in rows if (b["mode"], b["K"], b["gather_s"]) == (r["mode"], r["K"], r["gather_s"])
+        base = next(b["wall"] for b in rows if (b["mode"], b["K"]) == (r["mode"], r["K"])
                     and b["k"] == min(args.epochs))
-        cells = [r["mode"] + (" +lora" if r["lora_at_k1"] else ""), str(r["gather_s"]), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
+        cells = [r["mode"] + (" +lora" if r["lora_at_k1"] else ""), str(r["K"]), str(r["k"]), f"{r['wall']:.1f}", f"{r['wall'] / base:.2f}"]
         cells += [f"{r[p]:.1f}" for p in TIME_PHASES]
         cells += [f"{100 * r['busy']:.0f}%", f"{r['tok_s']:.0f}", f"{r['seq_per_call']:.0f}", f"{r['running']}",
                   f"{r['overhead_per_epoch']:.3f}"]

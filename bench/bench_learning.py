@@ -399,7 +399,6 @@ def run_reader(args) -> None:
                 return solver
 
             with Scheduler(backend, executor, adapter_slots(backend, args.in_flight), refill, engine_log,
-                           gather_s=run_config.run.gather_s, streaming=run_config.run.streaming,
                            concurrent_training=run_config.run.concurrent_training) as scheduler:
                 for solver in scheduler.run():
                     job = owners.pop(id(solver))

@@ -2,13 +2,13 @@
 # The Kaggle shape on a GPU machine without network, after bench/gpu_unsloth_vllm.sh's packs were copied
 # to $STAGE/vc (see docs/benchmarks.md). Steps, each one device call:
 #   epochs   install, build the 8B shape, then at once: bench_epochs on GPU 0 (unsloth, 22 GiB cap,
-#            k = 1 vs 4, run.gather_s 0 vs 3) and a dry run of the tiny model with one worker per GPU
+#            k = 1 vs 4) and a dry run of the tiny model with one worker per GPU
 #   run8b [N]  a dry run of N tasks (8) on the 8B shape with the unsloth backend, one worker per GPU, 22 GiB cap each
 #   kratio [P]  bench_epochs k = 1 vs 4 at P (256) predictions per task, one process per GPU (4 GPUs)
 #   prefill  bench_epochs at unsloth.max_num_batched_tokens 4096 and 2048 (KV cache against prefill reserve)
 #   overlap  bench/gpu_overlap.py: one call vs k calls vs continuous refill, and training on a second thread
 #   stream P S [MODES]  bench_epochs k = 1 vs 4 at P predictions per task, S samples per learn step, per engine mode
-#            (lockstep: one call per round, gather 3 s; stream; stream+train: the default)
+#            (stream: training between steps; stream+train: the default)
 #   notebook commit|rerun [ARGS]  kaggle_notebook.ipynb through nbclient against a /kaggle-like tree under
 #            $STAGE/nb-MODE (bench/gpu_notebook.py; needs .whl/nb and the nbclient set in .whl/extra), on every
 #            GPU, ending by the call's ~9.5 min (NB_CALL_S); ARGS: --fp8, --tasks N, --set K=V
@@ -46,7 +46,7 @@ bench8b() {
 }
 case "${1:-}" in
 epochs)
-  bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --gather-s 0 3 --json "$OUT/bench_epochs.json" \
+  bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --json "$OUT/bench_epochs.json" \
     > "$OUT/bench_epochs.log" 2>&1 &
   bench=$!
   python3 -m arc25 dry-run --random-model --gpus "$GPUS" --challenges "$EVAL/arc-agi_evaluation_challenges.json" \
@@ -57,14 +57,14 @@ epochs)
   ;;
 prefill)  # vLLM's prefill chunk (its activation reserve) against KV cache: the same bench at 4096 and 2048
   for b in 4096 2048; do
-    bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --gather-s 3 --set unsloth.max_num_batched_tokens=$b \
+    bench8b 0 0 --epochs 1 4 --predictions 32 --samples 2 --set unsloth.max_num_batched_tokens=$b \
       --json "$OUT/prefill$b.json" > "$OUT/prefill$b.log" 2>&1
     echo "max_num_batched_tokens=$b: exit $?"; grep -E "^\||^GPU|KV cache size" "$OUT/prefill$b.log" | tail -5
   done
   ;;
 stream)
-  P=${2:-32}; S=${3:-2}; MODES=${4:-lockstep stream stream+train}
-  bench8b 0 0 --epochs 1 4 --predictions $P --samples $S --gather-s 3 --modes $MODES --json "$OUT/stream$P.json" \
+  P=${2:-32}; S=${3:-2}; MODES=${4:-stream stream+train}
+  bench8b 0 0 --epochs 1 4 --predictions $P --samples $S --modes $MODES --json "$OUT/stream$P.json" \
     > "$OUT/stream$P.log" 2>&1
   echo "stream $P: exit $?"; quiet < "$OUT/stream$P.log" | grep -E "^\||^GPU|^tasks|running|Error|error" | tail -30
   ;;

@@ -24,6 +24,7 @@ def test_toml_then_overrides(tmp_path):
     ("[search]\nmax_epochs = 'x'\n", "search.max_epochs: expected int"),
     ("[search]\nmax_epochs = 2.5\n", "expected an integer"),
     ("seed = \n", "invalid TOML"),
+    ("[run]\ngather_s = 3.0\n", "key 'gather_s' was removed: the scheduler has one mode"),  # issue 20
 ])
 def test_bad_toml_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "c.toml"

@@ -28,7 +28,6 @@ from arc25.backends.base import (  # noqa: E402
     PromptTooLong,
     SamplingParams,
     TrainSample,
-    streams,
 )
 from arc25.backends.scripted import ScriptedBackend  # noqa: E402
 from unsloth_standin import standin_backend, tensor_lora_requests  # noqa: E402,F401
@@ -218,7 +217,7 @@ def test_a_prompt_past_max_model_len_is_an_error_of_its_request_only(engine):
 
 def test_abort_of_one_request_leaves_the_others_intact(engine, request):
     b = engine.backend
-    if not streams(b):
+    if engine.name in ("hf", "scripted"):
         pytest.xfail(NO_STEPS)  # at once: the body would sample 4,000 tokens with HF on the CPU (472 s) to fail
     # greedy: vLLM's seeded samples of the random tiny model (near-uniform over 128k tokens) change with the
     # batch around them and the prefix cache (float noise), so only greedy answers compare across batches

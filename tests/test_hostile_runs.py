@@ -173,7 +173,7 @@ def test_a_hung_engine_gives_its_tasks_to_the_other_worker(data, tmp_path):
                              hang_marker=str(tmp_path / "hung"))
     out = tmp_path / "run"
     cmd = command({**data, "completions": model}, out, "60",
-                  ["run.tasks_per_worker=3", "run.engine_stall_s=8", "run.heartbeat_s=0.5", "run.gather_s=0.5"])
+                  ["run.tasks_per_worker=3", "run.engine_stall_s=8", "run.heartbeat_s=0.5"])
     proc = start(cmd)
     stdout, stderr = finish(proc)
     assert proc.returncode == 0, stderr

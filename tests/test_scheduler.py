@@ -1,5 +1,5 @@
-"""The scheduler's rounds on real ARC tasks: K solvers, one engine (one call per round, or streaming),
-real executions: end to end (gather), then its rules one by one (admission, refill, a failing solver,
+"""The scheduler's rounds on real ARC tasks: K solvers, one stepped engine, real executions: end to end,
+then its rules one by one (admission, refill, a failing solver,
 the deadline's stop) and its engine summary.
 
 The model is `ScriptedBackend` (a test double for the model only: it plays back known
@@ -40,7 +40,7 @@ def tasks():
     return [all_tasks[FAST], all_tasks[SLOW]]
 
 
-def config(gather_s: float) -> Config:
+def config() -> Config:
     c = Config(seed=0)
     c.sampling.n_per_prompt = 4
     c.search.predictions_per_epoch = 4
@@ -49,54 +49,48 @@ def config(gather_s: float) -> Config:
     c.search.stop_agreeing_programs = 99
     c.search.stop_distinct_outputs = 99
     c.training.max_samples_per_epoch = 2
-    c.run.gather_s = gather_s
     return c
 
 
-def run(tasks, executor, gather_s: float, tmp_path) -> tuple[ScriptedBackend, EngineLog]:
+def run(tasks, executor, tmp_path) -> tuple[ScriptedBackend, EngineLog]:
     backend, log = ScriptedBackend([SLEEPY]), EngineLog()
-    results = solve_tasks(tasks, backend, executor, config(gather_s), 120.0, tmp_path, tasks_in_flight=2,
+    results = solve_tasks(tasks, backend, executor, config(), 120.0, tmp_path, tasks_in_flight=2,
                           engine_log=log)
     assert [len(r.epochs) for r in results] == [EPOCHS, EPOCHS]
     assert all(r.predictions == 4 * EPOCHS for r in results)
     return backend, log
 
 
-def test_gather_keeps_the_tasks_in_one_call_per_round(tasks, executor, tmp_path):
-    backend, log = run(tasks, executor, gather_s=30.0, tmp_path=tmp_path)
-    # every round's call carries both tasks: one call per epoch, not one per task and epoch
-    assert [len(call) for call in backend.engine_calls] == [2] * EPOCHS
-    summary = log.summary()
-    assert summary["generate_calls"] == EPOCHS and summary["sequences_per_call"] == 8.0
-    # after the first (base model) call, each call serves both tasks' own adapters
-    assert all(sorted(r.adapter for r in call) == ["slot0", "slot1"] for call in backend.engine_calls[1:])
-
-
-def test_without_gather_the_tasks_drift_into_separate_calls(tasks, executor, tmp_path):
-    # the control: the fast task's programs finish first, it learns and searches alone
-    backend, log = run(tasks, executor, gather_s=0.0, tmp_path=tmp_path)
+def test_every_backend_is_stepped_and_a_step_serves_every_pending_request(tasks, executor, tmp_path):
+    """Issue 20 item 1: one mode. The scripted backend (once driven one blocking `generate` per round) is
+    submitted to and stepped like vLLM; its step answers every request pending at it, so the first step
+    carries both tasks (submitted in the same round) and every task's request is served once per epoch.
+    The old scheduler gave this backend one `generate` call per round, with `gather_s` (gone)."""
+    backend, log = run(tasks, executor, tmp_path=tmp_path)
     sizes = [len(call) for call in backend.engine_calls]
-    assert sizes[0] == 2 and 1 in sizes and len(sizes) > EPOCHS
-    assert log.summary()["sequences_per_call"] < 8.0
+    assert sizes[0] == 2 and sum(sizes) == 2 * EPOCHS
+    summary = log.summary()
+    assert summary["tokens_per_step"] > 0 and summary["generated_tokens"] > 0  # the steps were counted
+    # after the first (base model) epoch, each task's requests are under its own adapter
+    served = [r.adapter for call in backend.engine_calls[1:] for r in call]
+    assert sorted(set(served)) == ["slot0", "slot1"]
 
 
 # -- the Scheduler's own rules, unit by unit (issue 20 item 4) -----------------------------------------------
 # Small real tasks (3x3 grids) and the real executor; the model is `ScriptedBackend` (a test double for the
-# model only). "call": one engine call per round; "stream": requests join and leave a running engine.
+# model only). "all": `ScriptedBackend`'s own step (one step answers every pending request, as HF's does);
+# "stream": `SteppedScripted`, requests join and leave an engine that decodes for a while (as vLLM's does).
 
 SMALL = ["3c9b0459", "0d3d703e", "25d8a9c8", "6150a2bd"]
-MODES = ["call", "stream"]
+MODES = ["all", "stream"]
 MAX_ROUNDS = 1000  # a stuck scheduler fails the test instead of hanging it
 
 
 class SteppedScripted(ScriptedBackend):
-    """The scripted model behind the stepped interface (`StreamingBackend`), as the streaming scheduler drives
+    """The scripted model behind the stepped interface (`StreamingBackend`), as the scheduler drives
     vLLM: `submit` starts a request, `step` returns those whose decoding took `decode_s`, `abort` drops one.
     `submit` refuses more distinct adapters in flight than the engine serves (as `check_admitted` refuses a
-    call) and records the most it held. Until the scripted backend steps itself (issue 20 item 1) this test
-    subclass gives it the interface; it plays the model, nothing of the scheduler."""
-
-    streaming = True  # the scheduler streams to it (arc25.backends.base.streams)
+    call) and records the most it held. It plays the model, nothing of the scheduler."""
 
     def __init__(self, completions: list[str], decode_s: float = 0.0, trains_concurrently: bool = False) -> None:
         super().__init__(completions)
@@ -140,8 +134,7 @@ def scripted(mode: str, **kwargs) -> ScriptedBackend:
 def drive(backend, executor, tasks, slots: int, tmp_path, solver_kwargs=None, cfg: Config | None = None):
     """Run a Scheduler to the end over `tasks` on `slots` adapter slots; (solvers in the order they finished,
     the slot each refill call was given, the most solvers in flight after any round)."""
-    cfg = cfg or config(0.0)
-    streaming = isinstance(backend, SteppedScripted)
+    cfg = cfg or config()
     queue, given, finished, most = list(tasks), [], [], 0
 
     def refill(slot: str) -> TaskSolver | None:
@@ -152,9 +145,8 @@ def drive(backend, executor, tasks, slots: int, tmp_path, solver_kwargs=None, cf
         return TaskSolver(task, backend, executor, cfg, 120.0, tmp_path, adapter=slot,
                           **(solver_kwargs or {}).get(task.task_id, {}))
 
-    with Scheduler(backend, executor, adapter_slots(backend, slots), refill, gather_s=cfg.run.gather_s,
-                   streaming=streaming, concurrent_training=True) as scheduler:
-        assert scheduler.streaming == streaming
+    with Scheduler(backend, executor, adapter_slots(backend, slots), refill,
+                   concurrent_training=True) as scheduler:
         for _ in range(MAX_ROUNDS):
             finished += scheduler.round()
             most = max(most, len(scheduler.solvers))
@@ -167,12 +159,12 @@ def drive(backend, executor, tasks, slots: int, tmp_path, solver_kwargs=None, cf
 def test_admission_never_puts_more_adapters_in_the_engine_than_it_serves(mode, small_tasks, executor, tmp_path):
     """Three tasks with trained adapters on an engine that serves one adapter at a time (vLLM's max_loras = 1):
     the scheduler admits by `admits`, so no call (no moment of the running batch) carries two, and every task
-    still gets all its epochs. The tasks are kept together, so that they would share the engine: gather (one call
-    per round), or a decoding that lasts (streaming). Passed on the old code too (its own copies of the rule);
+    still gets all its epochs. The tasks would share the engine: a step that answers every pending request
+    ("all"), or a decoding that lasts ("stream"). Passed on the old code too (its own copies of the rule);
     fails with the rule taken out."""
     backend = scripted(mode, decode_s=0.5) if mode == "stream" else scripted(mode)
     backend.max_adapters_per_call = 1
-    finished, _, _ = drive(backend, executor, small_tasks[:3], 3, tmp_path, cfg=config(gather_s=30.0))
+    finished, _, _ = drive(backend, executor, small_tasks[:3], 3, tmp_path, cfg=config())
     assert sorted(s.task.task_id for s in finished) == sorted(SMALL[:3])
     assert all(s.phase == Phase.DONE and s.error is None and len(s.state.epochs) == EPOCHS for s in finished)
     for call in backend.engine_calls:
@@ -203,7 +195,7 @@ def test_refill_gives_a_finished_tasks_slot_to_the_next_task(mode, small_tasks, 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_failing_solver_fails_alone_with_its_error_on_it(mode, where, small_tasks, executor, tmp_path):
     """One task fails (its result cannot be written after its first epoch's programs ran, or its learn step
-    raises, on the training thread when streaming); it ends FAILED with that error on the solver itself, the
+    raises, on the training thread in "stream" mode); it ends FAILED with that error on the solver itself, the
     scheduler keeps nothing of it, its slot goes to the next task and the others finish. The old code finished
     the others too, but kept the error in a dict keyed by id(solver) and marked the solver "done": fails there."""
     bad = SMALL[0]
@@ -240,7 +232,7 @@ def test_a_failing_solver_fails_alone_with_its_error_on_it(mode, where, small_ta
     assert failed[0].result().status == "running"  # not a finished result: a retry redoes the task
 
 
-@pytest.mark.parametrize("mode, phase", [("call", Phase.EXECUTE), ("stream", Phase.EXECUTE),
+@pytest.mark.parametrize("mode, phase", [("all", Phase.EXECUTE), ("stream", Phase.EXECUTE),
                                          ("stream", Phase.GENERATE), ("stream", Phase.LEARN)])
 def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase, tasks, small_tasks, executor,
                                                                      tmp_path):
@@ -261,10 +253,10 @@ def test_a_solver_stopped_at_the_deadline_is_interrupted_not_crashed(mode, phase
 
     backend.train = held_train
     task = tasks[1] if phase == Phase.EXECUTE else small_tasks[0]  # big grids: its programs take a while
-    solver = TaskSolver(task, backend, executor, config(0.0), 120.0, tmp_path, adapter="slot0")
+    solver = TaskSolver(task, backend, executor, config(), 120.0, tmp_path, adapter="slot0")
     queue = [solver]
     with Scheduler(backend, executor, adapter_slots(backend, 1), lambda slot: queue.pop() if queue else None,
-                   gather_s=0.0, streaming=mode == "stream", concurrent_training=True) as scheduler:
+                   concurrent_training=True) as scheduler:
         for _ in range(50):
             scheduler.round()
             if (solver.phase == phase and phase != Phase.LEARN) or training.is_set():

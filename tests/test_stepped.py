@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from arc25.backends.base import GenerationRequest, SamplingParams, generate_by_steps, streams
+from arc25.backends.base import GenerationRequest, SamplingParams, generate_by_steps
 from arc25.backends.scripted import ScriptedBackend
 
 
@@ -31,7 +31,6 @@ def test_scripted_steps_answer_what_was_submitted_and_generate_loops_over_them()
 
     b = ScriptedBackend(["one", "two", "three"])
     b.create_adapter("t")
-    assert not streams(b)  # stepped, but the scheduler still calls generate (streaming = False)
     assert b.step() == [] and b.running() == 0
     b.submit(5, requests[0])
     b.submit(6, requests[1])
@@ -68,7 +67,7 @@ def test_hf_step_generates_all_submitted_requests_as_one_batch(hf_backend):
                     GenerationRequest([messages("c")], greedy),
                     GenerationRequest([messages("d")], sampled)]
         blocking = hf_backend.generate(requests)
-        assert not streams(hf_backend) and hf_backend.running() == 0
+        assert hf_backend.running() == 0
         for key, request in zip((10, 11, 12), requests):
             hf_backend.submit(key, request)
         hf_backend.submit(13, requests[1])

@@ -141,21 +141,15 @@ class RunConfig:
     # A worker whose main loop makes no progress this long with tasks in flight (an engine call that
     # never returns: a stuck driver, a deadlocked engine) releases them as crashed and exits, so other
     # workers take them and the parent restarts it; its heartbeat would otherwise keep them claimed until
-    # the deadline. Longer than any honest engine call (a round holds one; streaming steps 0.25 s); 0: off
+    # the deadline. Longer than any honest engine call (the scheduler steps the engine 0.25 s at a time); 0: off
     engine_stall_s: float = 600.0
     max_worker_restarts: int = 2  # a worker process that dies is restarted this often (it reloads the model)
     # Tasks in flight per worker: their prompts share one engine call (vLLM's throughput rises from
     # 1.6k tok/s at 16 sequences per call to 8.7k at 256 on an H100), and while one task's programs
     # run or its adapter trains the others keep the engine busy. 4 x 64 predictions = 256 sequences.
     tasks_per_worker: int = 4
-    # A generate call waits this long at most for tasks whose programs are still executing:
-    # decoding is memory-bound, so a call with one task's sequences costs about as much as one
-    # with all K tasks' (arc25.scheduler, "gather")
-    gather_s: float = 3.0
-    # Backends with a running engine (vLLM, unsloth): each task's request joins the engine's batch
-    # when the task is ready and leaves it when done, instead of one call per round (gather_s is then
-    # unused); and learn steps run on a thread beside the engine (arc25.scheduler, "streaming")
-    streaming: bool = True
+    # Backends that train beside their engine (`trains_concurrently`: vLLM, unsloth): learn steps run on
+    # a thread beside the engine's steps; off, or other backends: between steps (arc25.scheduler)
     concurrent_training: bool = True
 
 
@@ -296,9 +290,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {annotation!r}")
 
 
+# Keys that were removed, with what took their place: an old config that still sets one is refused (as any
+# unknown key is), with this reason instead of the list of known keys
+REMOVED = {
+    (RunConfig, "gather_s"): "the scheduler has one mode since issue 20: every backend is stepped and a step "
+                             "batches what is pending (no gather wait)",
+    (RunConfig, "streaming"): "the scheduler has one mode since issue 20: every backend is stepped (always on)",
+}
+
+
 def _apply(obj: Any, values: dict[str, Any], where: str) -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
+        if (type(obj), key) in REMOVED:
+            raise ConfigError(f"{where}: key {key!r} was removed: {REMOVED[type(obj), key]}; delete it")
         if key not in hints:
             known = ", ".join(sorted(hints))
             raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")

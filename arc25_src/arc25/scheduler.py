@@ -1,11 +1,13 @@
 """K task solvers, one engine, one program executor: keep the engine busy.
 
-Two ways to drive the engine. Streaming (backends that implement `StreamingBackend`, i.e. vLLM,
-with `run.streaming` on): each solver's request joins the engine's running batch the moment the
-solver is ready to search, and leaves it when its last sequence ends; the scheduler steps the
-engine and hands every finished answer to its solver at once. Learn steps run on a training
-thread beside the engine (`run.concurrent_training`, backends with `trains_concurrently`), so the
-engine never waits for a task to learn and the tasks never wait for each other. Each round:
+One way to drive the engine, for every backend (the stepped interface, `StreamingBackend`): each
+solver's request joins the engine's batch the moment the solver is ready to search, and leaves it when
+its last sequence ends; the scheduler steps the engine and hands every finished answer to its solver at
+once. What one step runs is the backend's batching rule (vLLM: its continuous batch; HF and scripted:
+every request pending at the step, in one batch). Learn steps run on a training thread beside the
+engine (`run.concurrent_training`, backends with `trains_concurrently`), so the engine never waits for
+a task to learn and the tasks never wait for each other; other backends train on this thread between
+steps. Each round:
     1. hand finished program executions and learn steps back to their solvers
     2. fill free adapter slots with new solvers (`refill`)
     3. hand new learners to the training thread (or train them here, one after another)
@@ -14,29 +16,13 @@ engine never waits for a task to learn and the tasks never wait for each other. 
     6. with nothing to step, wait for an execution or a learn step to finish (engine idle)
 Measured on an H100 with the 8B shape (bench/gpu_overlap.py): continuous refill decodes k calls'
 worth of sequences 8% faster than k lockstep calls, and 4 tasks' learn steps (3.4 s alone) cost
-0.3-1.0 s beside the decoding instead of 3.4 s before it.
-
-One engine call per round (other backends, or `run.streaming` off). Each round:
-    1. hand finished program executions back to their solvers (-> learn, search or done)
-    2. fill free adapter slots with new solvers (`refill`)
-    3. train every solver that is in its learn phase, one after another (engine work)
-    4. gather: if solvers are ready to search while others' programs are still executing,
-       wait for those executions (at most `gather_s`) and train the solvers they release
-    5. one engine call with the next request of every solver in its search phase
-       (as many adapters as the backend can mix in one call); their programs go to the
-       executor thread, so the next round's engine work overlaps their execution
-    6. with no engine work to do, wait for an execution to finish (engine idle)
-
-Why gather: decoding is memory-bound, so a call with one task's 8 sequences takes about as
-long as one with four tasks' 32. Without it the solvers drift apart (the first task whose
-programs finish executing learns and searches alone, the others follow in their own small
-calls) and the engine spends its time on near-empty calls: measured on an H100 with the 8B
-shape, 4 epochs took 2.47x the wall time of 1 epoch at equal predictions (docs/benchmarks.md).
+0.3-1.0 s beside the decoding instead of 3.4 s before it. (Until issue 20 HF and scripted were driven
+one blocking `generate` per round, with a `gather_s` wait for executions before it: that mode is gone.)
 
 The solvers own their phases (`arc25.search_and_learn.Phase`): the scheduler asks them and tells them
 (`stop`, `fail`), never sets a phase itself. A solver that raises is failed (`solver.fail(exc)`: its
-error is on it) and leaves; the others carry on. A failing engine call fails the solvers that were in it.
-Both modes admit adapters by the engine interface's one rule (`arc25.backends.base.admits`). Engine
+error is on it) and leaves; the others carry on. A failing engine step fails the solvers that were in it.
+Requests are admitted by the engine interface's one rule (`arc25.backends.base.admits`). Engine
 time is logged per call (`EngineLog`), which gives the worker's busy fraction and the report's timeline.
 """
 
@@ -45,12 +31,12 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from arc25.backends.base import Backend, Completion, admits, streams
+from arc25.backends.base import Completion, StreamingBackend, admits
 from arc25.execution import Executor, TaskExecution, execute_on_tasks
 from arc25.rundir import append_log_line
 from arc25.search_and_learn import Job, Phase, TaskSolver
@@ -58,7 +44,7 @@ from arc25.search_and_learn import Job, Phase, TaskSolver
 log = logging.getLogger(__name__)
 
 Refill = Callable[[str], "TaskSolver | None"]  # a free adapter slot -> a new solver using it, or None
-STEP_SLICE_S = 0.25  # streaming: engine steps per round, between looks at executions and learn steps
+STEP_SLICE_S = 0.25  # engine steps per round, between looks at executions and learn steps
 
 
 @dataclass
@@ -69,10 +55,10 @@ class EngineSpan:
     tasks: list[str]
     sequences: int = 0  # completions ended (generate) or samples trained (train)
     tokens: int = 0  # completion tokens (generate) or trained tokens (train)
-    # generate, streaming: mean sequences submitted and not ended per engine step, running and waiting alike
+    # generate: mean sequences submitted and not ended per engine step, running and waiting alike
     # (the engine interface's `running()` cannot tell them apart); 0: not measured
     in_engine: float = 0.0
-    steps: int = 0  # generate, streaming: engine steps taken in the span
+    steps: int = 0  # generate: engine steps taken in the span
     prompt_tokens: int = 0  # generate: the prompt tokens of the completions that ended (each sequence's context)
 
 
@@ -91,8 +77,8 @@ class EngineLog:
     in_engine_s: float = 0.0  # sum of span.in_engine x duration over generate spans that measured it
     in_engine_span_s: float = 0.0
     prompt_tokens: int = 0  # generate spans' prompt tokens, one prompt per completion
-    steps: int = 0  # engine steps of the streaming spans
-    step_tokens: int = 0  # completion tokens of the streaming spans
+    steps: int = 0  # engine steps of the generate spans
+    step_tokens: int = 0  # completion tokens of the generate spans
 
     def record(self, span: EngineSpan) -> None:
         self.busy_s[span.kind] = self.busy_s.get(span.kind, 0.0) + span.end - span.start
@@ -124,10 +110,10 @@ class EngineLog:
             "generate_calls": self.calls_by_kind.get("generate", 0),
             # a full call decodes many sequences at once; few per call means a starved engine
             "sequences_per_call": round(self.sequences.get("generate", 0) / max(1, self.calls_by_kind.get("generate", 0)), 1),
-            # streaming: sequences submitted and not ended per step, running + waiting (an upper bound on those
+            # sequences submitted and not ended per step, running + waiting (an upper bound on those
             # decoding at once: requests wait when the KV cache or max_num_seqs is full)
             "mean_in_engine": round(self.in_engine_s / self.in_engine_span_s, 1) if self.in_engine_span_s else 0.0,
-            # streaming: sequences decoding at once, measured: a decoding step makes one token per running
+            # sequences decoding at once, measured: a decoding step makes one token per running
             # sequence (tokens of requests aborted or still in flight are not counted: slightly low)
             "tokens_per_step": round(self.step_tokens / self.steps, 1) if self.steps else 0.0,
             # each running sequence's context (what a decoding step reads of the KV cache): arc25.throughput
@@ -149,28 +135,25 @@ def union_s(intervals: list[tuple[float, float]]) -> float:
 class Scheduler:
     """Drives up to len(slots) solvers; `run()` yields each solver as it finishes."""
 
-    def __init__(self, backend: Backend, executor: Executor, slots: list[str], refill: Refill,
-                 engine_log: EngineLog | None = None, idle_wait_s: float = 0.5, gather_s: float = 3.0,
-                 streaming: bool = True, concurrent_training: bool = True) -> None:
+    def __init__(self, backend: StreamingBackend, executor: Executor, slots: list[str], refill: Refill,
+                 engine_log: EngineLog | None = None, idle_wait_s: float = 0.5,
+                 concurrent_training: bool = True) -> None:
         self.backend, self.executor, self.refill = backend, executor, refill
         self.free = list(slots)
         self.solvers: list[TaskSolver] = []
         self.engine_log = engine_log or EngineLog()
         self.idle_wait_s = idle_wait_s
-        self.gather_s = gather_s
-        self.streaming = streaming and streams(backend)
-        self.concurrent_training = self.streaming and concurrent_training and getattr(backend, "trains_concurrently", False)
+        self.concurrent_training = concurrent_training and getattr(backend, "trains_concurrently", False)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="execute")  # Executor: one run at a time
         self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train") if self.concurrent_training else None
         self._pending: dict[Future, TaskSolver] = {}
         self._training: dict[Future, TaskSolver] = {}
-        self._in_flight: dict[int, TaskSolver] = {}  # streaming: request key -> its solver
+        self._in_flight: dict[int, TaskSolver] = {}  # request key -> its solver
         self._submitted_at: dict[int, float] = {}
         self._keys = itertools.count()
-        self._span: EngineSpan | None = None  # streaming: the engine's current busy stretch
+        self._span: EngineSpan | None = None  # the engine's current busy stretch
         self.exhausted = False  # refill returned None: nothing to claim right now
-        log.info("scheduler: %s, %s", "streaming" if self.streaming else "one engine call per round",
-                 "training beside the engine" if self.concurrent_training else "training between engine work")
+        log.info("scheduler: %s", "training beside the engine" if self.concurrent_training else "training between engine steps")
 
     def __enter__(self) -> Scheduler:
         return self
@@ -200,15 +183,9 @@ class Scheduler:
         self._collect_executions()
         self._collect_training()
         self._fill()
-        if self.streaming:
-            worked = self._start_training()
-            worked |= self._submit()
-            worked |= self._step_engine()
-        else:
-            worked = self._train()
-            if self._gather():
-                worked |= self._train()
-            worked |= self._generate()
+        worked = self._start_training()
+        worked |= self._submit()
+        worked |= self._step_engine()
         if not worked:
             self._close_span()
             waiting = list(self._pending) + list(self._training)
@@ -293,7 +270,7 @@ class Scheduler:
         return bool(learners)
 
     def _start_training(self) -> bool:
-        """Streaming: learners go to the training thread (they run there one after another)."""
+        """Learners go to the training thread (they run there one after another)."""
         if self._trainer is None:
             if any(s.phase == Phase.LEARN for s in self.solvers):
                 self._close_span()  # the engine waits while this thread trains
@@ -314,7 +291,7 @@ class Scheduler:
                 self._fail(solver, exc)
 
     def _submit(self) -> bool:
-        """Streaming: the request of every solver ready to search joins the engine's batch."""
+        """The request of every solver ready to search joins the engine's batch."""
         flying = set(map(id, self._in_flight.values())) | set(map(id, self._training.values()))
         adapters = {s.adapter for s in self._in_flight.values() if s.adapter_ready}
         submitted = False
@@ -335,7 +312,7 @@ class Scheduler:
         return submitted
 
     def _step_engine(self) -> bool:
-        """Streaming: step the engine for one slice; each answer goes to its solver at once."""
+        """Step the engine for one slice; each answer goes to its solver at once."""
         if not self._in_flight:
             return False
         tasks = sorted({s.task.task_id for s in self._in_flight.values()})
@@ -383,14 +360,6 @@ class Scheduler:
             span.in_engine = round(span.in_engine / max(1, span.steps), 2)
             self.engine_log.record(span)
 
-    def _gather(self) -> bool:
-        """Wait (at most gather_s) for the executions of solvers that would miss this round's call."""
-        if self.gather_s <= 0 or not self._pending or not any(s.phase == Phase.SEARCH for s in self.solvers):
-            return False
-        wait(list(self._pending), timeout=self.gather_s, return_when=ALL_COMPLETED)
-        self._collect_executions()
-        return True
-
     def _admit(self, adapters: set[str], solver: TaskSolver) -> bool:
         """Whether the solver's request may join the engine beside `adapters` (`admits`); if so, its adapter
         is added to them. Its request is under its adapter once that is trained, else under the base model."""
@@ -399,37 +368,6 @@ class Scheduler:
             return False
         if adapter is not None:
             adapters.add(adapter)
-        return True
-
-    def _generate(self) -> bool:
-        adapters: set[str] = set()
-        batch = [s for s in self.solvers if s.phase == Phase.SEARCH and self._admit(adapters, s)]  # others: next round
-        if not batch:
-            return False
-        requests, members = [], []
-        for solver in batch:
-            try:
-                requests.append(solver.request())
-                members.append(solver)
-            except Exception as exc:  # noqa: BLE001
-                self._fail(solver, exc)
-        if not requests:
-            return True
-        start = time.time()
-        try:
-            answers = self.backend.generate(requests)
-        except Exception as exc:  # noqa: BLE001 - the call's tasks fail, the worker goes on
-            for solver in members:
-                self._fail(solver, exc)
-            return True
-        seconds = time.time() - start
-        completions = [c for answer in answers for cs in answer for c in cs]
-        self.engine_log.record(EngineSpan("generate", start, start + seconds, [s.task.task_id for s in members],
-                                          len(completions), sum(c.completion_tokens for c in completions),
-                                          prompt_tokens=sum(c.prompt_tokens for c in completions)))
-        for solver, answer in zip(members, answers):
-            solver.timings.seconds["generate"] += seconds
-            self._accept(solver, answer)
         return True
 
     def _accept(self, solver: TaskSolver, answer: list[list[Completion]]) -> None:

@@ -10,7 +10,7 @@
 
 `request()`, `accept()`, `executed()` and `learn()` move the solver through the
 phases without ever blocking on the engine or the executor, so one worker can keep
-several tasks in flight and serve all their prompts in one engine call
+several tasks in flight and serve all their prompts from one stepped engine
 (`arc25.scheduler`). The phase is the solver's own: a driver asks (`phase`, `done`,
 `error`) and tells (`stop`, `fail`), never writes it. `step()` runs one phase the
 simple way (one task, blocking), for `run()` and tests. After every search the

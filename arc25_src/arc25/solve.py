@@ -35,8 +35,8 @@ def solve_tasks(tasks: list[Task], backend: Backend, executor: Executor, config:
             return None
         return TaskSolver(queue.pop(0), backend, executor, config, budget_s, out_dir, adapter=free_slot)
 
-    with Scheduler(backend, executor, slots, refill, engine_log, gather_s=config.run.gather_s,
-                   streaming=config.run.streaming, concurrent_training=config.run.concurrent_training) as scheduler:
+    with Scheduler(backend, executor, slots, refill, engine_log,
+                   concurrent_training=config.run.concurrent_training) as scheduler:
         for solver in scheduler.run():
             results[solver.task.task_id] = solver.result()
     return [results[t.task_id] for t in tasks]

@@ -3,8 +3,8 @@
 `python -m arc25.workers --run-dir R --index K` is started by the run's parent
 (`arc25.run`). It loads the model once, creates `run.tasks_per_worker` adapter
 slots and its own program executor, then keeps that many tasks in flight: the
-scheduler (`arc25.scheduler`) serves all their prompts in one engine call per round,
-runs their programs beside the next engine call and trains their adapters in turn;
+scheduler (`arc25.scheduler`) streams all their requests through one stepped engine,
+runs their programs beside the engine's steps and trains their adapters in turn;
 a finished task's slot is refilled at once from the claims (`arc25.claims`), with a
 budget that adapts to the time and tasks left. Solvers write each task's result after
 every epoch, inside the claim's fence, so a crash or kill costs at most the epoch in
@@ -204,7 +204,6 @@ class Worker:
         slots = adapter_slots(self.backend, self.slots)
         wait_s = min(POLL_S * 2, self.config.run.heartbeat_s)
         with Scheduler(self.backend, self.executor, slots, self.refill, engine_log,
-                       gather_s=self.config.run.gather_s, streaming=self.config.run.streaming,
                        concurrent_training=self.config.run.concurrent_training) as scheduler:
             while True:
                 self.heartbeat.progress()

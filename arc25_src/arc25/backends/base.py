@@ -183,7 +183,8 @@ class StreamingBackend(Backend, Protocol):
 
     Requests join the running batch when they are submitted and leave it when their last
     sequence ends, so tasks in different phases (one learning, one searching) share one full
-    engine instead of meeting at one call per round (`arc25.scheduler`, "streaming").
+    engine instead of meeting at one call per round (`arc25.scheduler`). Every backend is one: the
+    scheduler drives them all this way.
     `generate` still works for callers that want one blocking call, but not while submitted
     requests are in flight.
     """
@@ -208,16 +209,6 @@ class StreamingBackend(Backend, Protocol):
     def running(self) -> int:
         """Sequences submitted and not yet ended."""
         ...
-
-
-def streams(backend: Backend) -> bool:
-    """Whether the scheduler streams requests through the backend's `submit` / `step`.
-
-    Every backend steps (its `generate` is `generate_by_steps`); one with `streaming = False` is still
-    driven by the scheduler one blocking `generate` call per round (hf and scripted, until the scheduler
-    loses that mode)."""
-    return (getattr(backend, "streaming", True) and callable(getattr(backend, "submit", None))
-            and callable(getattr(backend, "step", None)))
 
 
 class PendingRequests:

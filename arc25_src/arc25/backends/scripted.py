@@ -29,7 +29,6 @@ from arc25.errors import UserError
 
 class ScriptedBackend:
     max_adapters_per_call = 1 << 30
-    streaming = False  # the scheduler still calls `generate` once per round (arc25.backends.base.streams)
     trains_concurrently = False
 
     def __init__(self, completions: list[str], tokens_per_s: float | None = None,
