@@ -23,7 +23,7 @@ from pathlib import Path
 from arc25.backends import BackendChoice, Machine, machine_for, resolve_backend, resolved
 from arc25.config import Config, Weights, add_config_arguments, config_from_args, config_from_dict
 from arc25.errors import UserError
-from arc25.fp8_checkpoint import Route, is_fp8_checkpoint
+from arc25.fp8_checkpoint import Route, choose_weights, is_fp8_checkpoint
 from arc25.gpus import plan_devices
 from arc25.memory_plan import (CUDA_CONTEXT_GIB, GIB, L4_CAPABILITY, L4_USABLE_GIB, ModelShape, format_plan,
                                fp8_weights, plan, weight_bytes)
@@ -248,14 +248,18 @@ def format_prediction(config: Config, shape: ModelShape, t: Target, longest: int
     return "\n".join(lines)
 
 
+ROUTE_TEXT = {  # how the FP8 rows' weights come to be, per route of arc25.fp8_checkpoint.choose_weights
+    Route.CHECKPOINT: "model.path is an FP8 checkpoint: loaded as is (compute capability >= 8.9)",
+    Route.AT_LOAD: "quantized by unsloth at load (compute capability >= 9.0)",
+    Route.COPY: "a block-FP8 copy that `arc25 run` makes once, by its first worker (unsloth quantizes at load only "
+                "from compute capability 9.0; an L4 is 8.9)",
+}
+
+
 def fp8_route(model_path: str, capability: tuple[int, int]) -> str:
-    """How the FP8 rows' weights come to be on a card of `capability` (arc25.fp8_checkpoint.Route)."""
-    if is_fp8_checkpoint(model_path):
-        return f"model.path {model_path} is an FP8 checkpoint: loaded as is (compute capability >= 8.9)"
-    if capability >= (9, 0):
-        return "quantized by unsloth at load (compute capability >= 9.0)"
-    return ("a block-FP8 copy that `arc25 run` makes once, by its first worker (unsloth quantizes at load only "
-            "from compute capability 9.0; an L4 is 8.9)")
+    """How the FP8 rows' weights come to be on a card of `capability`: the rule's route for unsloth.weights=fp8."""
+    choice = choose_weights("fp8", model_path, capability, 0.0)
+    return choice.problem or ROUTE_TEXT.get(choice.route, choice.reason)
 
 
 def plan_load(config: Config, shape: ModelShape, kv_tokens: int, prompt: float, answer: float, fp8: bool,
