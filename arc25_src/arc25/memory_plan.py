@@ -196,13 +196,13 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
     acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                    offloaded=backend == "unsloth")
     items: list[Item] = []
+    chosen = weights_choice(config, capability, usable_gib)  # None but for unsloth
     if backend == "unsloth":
         from arc25.backends.trainer import HEAD_CHUNK  # the trainer's head chunk (imports torch: only here)
 
         uc = config.unsloth
         acts = training_activation_gib(shape, train_tokens, answer_tokens, tc.gradient_checkpointing,
                                        offloaded=True, head_chunk=HEAD_CHUNK)
-        chosen = weights_choice(config, capability, usable_gib)
         weights, weights_note = unsloth_weights_gib(shape, uc.load_in_4bit, chosen is not None and chosen.fp8)
         slots = tasks * lora * 2 * VLLM_SLOT_FACTOR / GIB
         vllm_acts = (uc.max_num_batched_tokens * (2 * shape.intermediate + 4 * shape.hidden) * 2 * VLLM_ACT_FACTOR / GIB
@@ -240,7 +240,7 @@ def plan(config: Config, shape: ModelShape, usable_gib: float, card: str, longes
                   Item("CUDA context, workspaces", CUDA_CONTEXT_GIB, "GPU", "")]
         kv_tokens = int(kv * GIB / kv_token)
     result = MemoryPlan(backend, card, usable_gib, items, kv_tokens, needed, minimum,
-                        weights=weights_choice(config, capability, usable_gib))
+                        weights=chosen)
     result.advice = advise(config, result, train_tokens, longest_prompt)
     return result
 
